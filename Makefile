@@ -1,0 +1,36 @@
+# wasmlet: `make up` brings up a local cluster with wasmlet on it; `make test` runs every test.
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: deps up test unit lint fmt bench clean
+
+deps:
+	@bash hack/install-deps.sh
+
+up: deps
+	$(VENV)/bin/wasmlet dev up
+
+lint: deps
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+# The whole suite: fast unit tests of the pure core first, then the real control plane,
+# registry and Prometheus (started by the fixtures).
+test: lint
+	$(PY) -m pytest -m "not e2e"
+	$(PY) -m pytest -m e2e
+
+unit: deps
+	$(PY) -m pytest -m "not e2e" -q
+
+fmt: deps
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: deps
+	$(PY) -m bench
+
+clean:
+	rm -rf .cache/dev .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what wasmlet's development, tests and local cluster need, idempotently:
+# Debian packages (registry, Prometheus, the C-to-Wasm toolchain), a Python venv with the
+# project installed, and the control-plane binaries built from Go (cached by version).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(dirname "$here")"
+
+debs=(docker-registry prometheus wasi-libc clang lld libclang-rt-14-dev-wasm32 wabt apache2-utils)
+missing=()
+for p in "${debs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "install-deps: installing Debian packages: ${missing[*]}" >&2
+  sudo_cmd=""
+  [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+command -v go >/dev/null || { echo "install-deps: Go >= 1.26 is required (https://go.dev/doc/install)" >&2; exit 1; }
+
+venv="$root/.venv"
+stamp="$venv/.installed-$(sha256sum "$root/pyproject.toml" | cut -c1-16)"
+if [ ! -e "$stamp" ]; then
+  echo "install-deps: creating $venv and installing wasmlet with its test extras" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --upgrade pip
+  "$venv/bin/pip" install -q -e "$root[test]"
+  touch "$stamp"
+fi
+
+"$here/build-kube.sh" >/dev/null

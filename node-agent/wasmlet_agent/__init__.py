@@ -1,0 +1,1 @@
+"""The wasmlet node agent: pulls, verifies, caches and runs Wasm modules under wasmtime."""

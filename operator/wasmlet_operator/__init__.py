@@ -1,0 +1,1 @@
+"""The wasmlet operator: places WasmApp instances on nodes and aggregates their status."""

@@ -1,0 +1,128 @@
+"""parse_spec: defaults, types and the rules standalone mode enforces without an API server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from wasmlet.api.constants import Mode, RestartPolicy
+from wasmlet.api.spec import SpecError, parse_quantity, parse_spec
+
+DIGEST = "sha256:" + "a" * 64
+
+
+def test_minimal_spec_gets_crd_defaults() -> None:
+    spec = parse_spec({"module": {"oci": {"reference": "r.example/app:1"}}})
+    assert spec.replicas == 1
+    assert spec.mode is Mode.COMMAND
+    assert spec.restart_policy is RestartPolicy.ALWAYS
+    assert spec.limits.memory_bytes == 64 * 1024**2
+    assert spec.http is None
+    assert spec.network.outbound is False
+
+
+def test_http_mode_defaults_port() -> None:
+    spec = parse_spec({"mode": "http", "module": {"configMap": {"name": "m", "key": "k"}}})
+    assert spec.http is not None and spec.http.port == 8080
+
+
+def test_full_spec_parses() -> None:
+    spec = parse_spec(
+        {
+            "replicas": 3,
+            "mode": "command",
+            "module": {"http": {"url": "https://x/m.wasm"}, "digest": DIGEST},
+            "args": ["a", "b"],
+            "env": [
+                {"name": "A", "value": "1"},
+                {"name": "B", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
+            ],
+            "volumes": [
+                {"name": "data", "emptyDir": {}},
+                {"name": "cfg", "configMap": {"name": "c"}},
+            ],
+            "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+            "restartPolicy": "OnFailure",
+            "backoff": {"initialSeconds": 1, "maxSeconds": 8},
+            "nodeSelector": {"zone": "edge"},
+        }
+    )
+    assert spec.args == ("a", "b")
+    assert spec.env[1].value_from is not None
+    assert spec.env[1].value_from.secret_key_ref is not None
+    assert spec.volumes[0].empty_dir is not None
+    assert spec.volume_mounts[0].mount_path == "/data"
+    assert spec.backoff.max_seconds == 8
+    assert dict(spec.node_selector) == {"zone": "edge"}
+
+
+BAD: list[tuple[dict[str, Any], str]] = [
+    ({}, "spec.module: is required"),
+    ({"module": {}}, "spec.module: set exactly one of oci, http, configMap"),
+    (
+        {"module": {"oci": {"reference": "a"}, "http": {"url": "http://x"}, "digest": DIGEST}},
+        "spec.module: set exactly one",
+    ),
+    ({"module": {"http": {"url": "http://x"}}}, "spec.module.digest: is required"),
+    (
+        {"module": {"oci": {"reference": "a"}, "digest": "sha256:xyz"}},
+        "spec.module.digest: must be",
+    ),
+    ({"module": {"oci": {"reference": "a"}}, "replicas": -1}, "spec.replicas: must be between"),
+    (
+        {"module": {"oci": {"reference": "a"}}, "replicas": "3"},
+        "spec.replicas: must be of type int",
+    ),
+    ({"module": {"oci": {"reference": "a"}}, "mode": "batch"}, "spec.mode: 'batch' is not one of"),
+    ({"module": {"oci": {"reference": "a"}}, "restartPolicy": "Sometimes"}, "spec.restartPolicy"),
+    ({"module": {"oci": {"reference": "a"}}, "bogus": 1}, "spec.bogus: unknown field"),
+    ({"module": {"oci": {"reference": "a"}}, "limits": {"memory": "5Gi"}}, "spec.limits.memory"),
+    (
+        {"module": {"oci": {"reference": "a"}}, "mode": "http", "http": {"port": 70000}},
+        "spec.http.port",
+    ),
+    (
+        {
+            "module": {"oci": {"reference": "a"}},
+            "volumes": [{"name": "v", "emptyDir": {}}],
+            "volumeMounts": [{"name": "v", "mountPath": "data"}],
+        },
+        "spec.volumeMounts[0].mountPath: must be absolute",
+    ),
+    (
+        {"module": {"oci": {"reference": "a"}}, "volumeMounts": [{"name": "v", "mountPath": "/d"}]},
+        "spec.volumeMounts[0].name: no volume named 'v'",
+    ),
+    (
+        {
+            "module": {"oci": {"reference": "a"}},
+            "volumes": [{"name": "v", "emptyDir": {}}],
+            "volumeMounts": [{"name": "v", "mountPath": "/d"}, {"name": "v", "mountPath": "/d"}],
+        },
+        "spec.volumeMounts[1].mountPath: duplicate mount path /d",
+    ),
+    (
+        {"module": {"oci": {"reference": "a"}}, "env": [{"name": "A"}]},
+        "spec.env[0]: set exactly one",
+    ),
+]
+
+
+@pytest.mark.parametrize(("raw", "message"), BAD)
+def test_bad_spec_names_the_field(raw: dict[str, Any], message: str) -> None:
+    with pytest.raises(SpecError) as err:
+        parse_spec(raw)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [("64Mi", 64 * 1024**2), ("1Gi", 1024**3), ("4096", 4096), ("2Ki", 2048)]
+)
+def test_parse_quantity(text: str, expected: int) -> None:
+    assert parse_quantity(text, "f") == expected
+
+
+def test_parse_quantity_rejects_decimal_suffix() -> None:
+    with pytest.raises(SpecError, match="f: '64M' is not a quantity"):
+        parse_quantity("64M", "f")

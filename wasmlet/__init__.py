@@ -1,0 +1,1 @@
+"""wasmlet: run WebAssembly workloads on Kubernetes the way Deployments run containers."""

@@ -1,0 +1,56 @@
+"""Reading WasmApp manifests from YAML files (standalone mode and the CLI)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from wasmlet.api.constants import API_VERSION
+from wasmlet.api.spec import SpecError, WasmAppSpec, parse_spec
+
+
+@dataclass(frozen=True)
+class WasmApp:
+    name: str
+    namespace: str
+    spec: WasmAppSpec
+    generation: int = 1
+
+
+def parse_app(obj: Mapping[str, Any], default_namespace: str = "default") -> WasmApp:
+    """A WasmApp from an API object dict; raises SpecError naming the field."""
+    if obj.get("apiVersion") != API_VERSION or obj.get("kind") != "WasmApp":
+        raise SpecError(
+            "apiVersion/kind",
+            f"expected {API_VERSION} WasmApp, got {obj.get('apiVersion')} {obj.get('kind')}",
+        )
+    meta = obj.get("metadata") or {}
+    name = meta.get("name")
+    if not isinstance(name, str) or not name:
+        raise SpecError("metadata.name", "is required")
+    spec = obj.get("spec")
+    if not isinstance(spec, Mapping):
+        raise SpecError("spec", "is required")
+    return WasmApp(
+        name=name,
+        namespace=meta.get("namespace") or default_namespace,
+        spec=parse_spec(spec),
+        generation=int(meta.get("generation") or 1),
+    )
+
+
+def load_documents(path: Path) -> Iterator[dict[str, Any]]:
+    """Every non-empty YAML document in a file."""
+    with path.open() as f:
+        for doc in yaml.safe_load_all(f):
+            if doc:
+                yield doc
+
+
+def load_apps(path: Path) -> list[WasmApp]:
+    """The WasmApps in a manifest file (other kinds, e.g. ConfigMaps, are returned elsewhere)."""
+    return [parse_app(d) for d in load_documents(path) if d.get("kind") == "WasmApp"]

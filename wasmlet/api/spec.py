@@ -1,0 +1,346 @@
+"""The WasmApp spec as typed, immutable Python values, parsed from the API object.
+
+crds/wasmlet.dev_wasmapps.yaml is the source of truth: every field here maps to a schema
+property by camelCase name, and every default here equals the schema's default
+(tests/api/test_schema_drift.py fails if they drift). The API server applies the CEL rules
+before anything reaches the operator or an agent; parse_spec() re-checks only what the
+agent's standalone mode (no API server) needs to refuse bad manifests safely.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from wasmlet.api.constants import MAX_MEMORY_BYTES, Mode, RestartPolicy
+
+DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
+QUANTITY_RE = re.compile(r"^([0-9]+)(Ki|Mi|Gi)?$")
+_SUFFIX = {None: 1, "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3}
+
+
+class SpecError(ValueError):
+    """A manifest the agent refuses; the message names the field and the fix."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+def parse_quantity(value: str, path: str) -> int:
+    """Bytes of a binary quantity such as 64Mi (the only suffixes the schema allows)."""
+    m = QUANTITY_RE.match(value)
+    if not m:
+        raise SpecError(path, f"{value!r} is not a quantity like 64Mi (suffixes Ki, Mi, Gi)")
+    return int(m.group(1)) * _SUFFIX[m.group(2)]
+
+
+@dataclass(frozen=True)
+class OciSource:
+    reference: str
+    pull_secret: str | None = None
+    insecure: bool = False
+
+
+@dataclass(frozen=True)
+class HttpSource:
+    url: str
+
+
+@dataclass(frozen=True)
+class ConfigMapSource:
+    name: str
+    key: str
+
+
+@dataclass(frozen=True)
+class ModuleSpec:
+    oci: OciSource | None = None
+    http: HttpSource | None = None
+    config_map: ConfigMapSource | None = None
+    digest: str | None = None
+
+    def describe(self) -> str:
+        """A short human name of the source, e.g. for kubectl get."""
+        if self.oci:
+            return self.oci.reference
+        if self.http:
+            return self.http.url
+        assert self.config_map is not None
+        return f"configmap:{self.config_map.name}/{self.config_map.key}"
+
+
+@dataclass(frozen=True)
+class KeyRef:
+    name: str
+    key: str
+
+
+@dataclass(frozen=True)
+class EnvVarSource:
+    config_map_key_ref: KeyRef | None = None
+    secret_key_ref: KeyRef | None = None
+
+
+@dataclass(frozen=True)
+class EnvVar:
+    name: str
+    value: str | None = None
+    value_from: EnvVarSource | None = None
+
+
+@dataclass(frozen=True)
+class EmptyDirVolume:
+    size_limit: str | None = None
+
+
+@dataclass(frozen=True)
+class ConfigMapVolume:
+    name: str
+
+
+@dataclass(frozen=True)
+class SecretVolume:
+    secret_name: str
+
+
+@dataclass(frozen=True)
+class HostPathVolume:
+    path: str
+
+
+@dataclass(frozen=True)
+class Volume:
+    name: str
+    empty_dir: EmptyDirVolume | None = None
+    config_map: ConfigMapVolume | None = None
+    secret: SecretVolume | None = None
+    host_path: HostPathVolume | None = None
+
+    def writable_by_default(self) -> bool:
+        return self.empty_dir is not None
+
+
+@dataclass(frozen=True)
+class VolumeMount:
+    name: str
+    mount_path: str
+    read_only: bool | None = None
+
+
+@dataclass(frozen=True)
+class HttpSpec:
+    port: int = 8080
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    outbound: bool = False
+
+
+@dataclass(frozen=True)
+class Limits:
+    memory: str = "64Mi"
+    timeout_seconds: int = 0
+    request_timeout_seconds: int = 10
+    fuel: int | None = None
+    max_concurrency: int = 64
+
+    @property
+    def memory_bytes(self) -> int:
+        return parse_quantity(self.memory, "spec.limits.memory")
+
+
+@dataclass(frozen=True)
+class Backoff:
+    initial_seconds: float = 10
+    max_seconds: float = 300
+
+
+@dataclass(frozen=True)
+class Strategy:
+    max_unavailable: int | str = "25%"
+    max_surge: int | str = "25%"
+
+
+@dataclass(frozen=True)
+class WasmAppSpec:
+    module: ModuleSpec
+    replicas: int = 1
+    mode: Mode = Mode.COMMAND
+    args: tuple[str, ...] = ()
+    env: tuple[EnvVar, ...] = ()
+    volumes: tuple[Volume, ...] = ()
+    volume_mounts: tuple[VolumeMount, ...] = ()
+    http: HttpSpec | None = None
+    network: NetworkSpec = field(default_factory=NetworkSpec)
+    limits: Limits = field(default_factory=Limits)
+    restart_policy: RestartPolicy = RestartPolicy.ALWAYS
+    backoff: Backoff = field(default_factory=Backoff)
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    strategy: Strategy = field(default_factory=Strategy)
+
+
+def camel(name: str) -> str:
+    """The schema's property name of a dataclass field (config_map -> configMap)."""
+    head, *rest = name.split("_")
+    return head + "".join(p.title() for p in rest)
+
+
+# --- parsing -------------------------------------------------------------------------------
+
+
+def _build(cls: type[Any], raw: Any, path: str) -> Any:
+    """Build dataclass cls from a dict, checking types and refusing unknown fields."""
+    if not isinstance(raw, Mapping):
+        raise SpecError(path, f"must be an object, got {type(raw).__name__}")
+    fields = {camel(f.name): f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise SpecError(f"{path}.{unknown[0]}", f"unknown field (known: {', '.join(fields)})")
+    kwargs: dict[str, Any] = {}
+    for key, f in fields.items():
+        sub = f"{path}.{key}"
+        if key not in raw or raw[key] is None:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise SpecError(sub, "is required")
+            continue
+        kwargs[f.name] = _convert(f.type, raw[key], sub)
+    return cls(**kwargs)
+
+
+_SCALARS: dict[str, tuple[type, ...]] = {
+    "str": (str,),
+    "int": (int,),
+    "bool": (bool,),
+    "float": (int, float),
+}
+
+_CLASSES: dict[str, type[Any]] = {}
+
+
+def _convert(annotation: Any, value: Any, path: str) -> Any:
+    text = str(annotation).replace(" ", "")
+    options = [t for t in text.split("|") if t != "None"]
+    if len(options) > 1:  # int | str (IntOrString)
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise SpecError(path, "must be an integer or a percent string like 25%")
+        return value
+    t = options[0]
+    if t in _SCALARS:
+        ok = isinstance(value, _SCALARS[t]) and not (t != "bool" and isinstance(value, bool))
+        if not ok:
+            raise SpecError(path, f"must be of type {t}, got {type(value).__name__}")
+        return value
+    if t == "Mode":
+        return _enum(Mode, value, path)
+    if t == "RestartPolicy":
+        return _enum(RestartPolicy, value, path)
+    if t.startswith("tuple[") and t.endswith(",...]"):
+        inner = t[len("tuple[") : -len(",...]")]
+        if not isinstance(value, Sequence) or isinstance(value, str):
+            raise SpecError(path, "must be a list")
+        return tuple(_convert(inner, v, f"{path}[{i}]") for i, v in enumerate(value))
+    if t.startswith("Mapping[str,str]"):
+        if not isinstance(value, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
+            raise SpecError(path, "must be a map of strings to strings")
+        return dict(value)
+    return _build(_CLASSES[t], value, path)
+
+
+def _enum(enum: type[Mode] | type[RestartPolicy], value: Any, path: str) -> Any:
+    try:
+        return enum(value)
+    except ValueError:
+        allowed = ", ".join(e.value for e in enum)
+        raise SpecError(path, f"{value!r} is not one of {allowed}") from None
+
+
+for _cls in (
+    OciSource,
+    HttpSource,
+    ConfigMapSource,
+    ModuleSpec,
+    KeyRef,
+    EnvVarSource,
+    EnvVar,
+    EmptyDirVolume,
+    ConfigMapVolume,
+    SecretVolume,
+    HostPathVolume,
+    Volume,
+    VolumeMount,
+    HttpSpec,
+    NetworkSpec,
+    Limits,
+    Backoff,
+    Strategy,
+    WasmAppSpec,
+):
+    _CLASSES[_cls.__name__] = _cls
+
+
+def _one_of(path: str, names: Sequence[str], present: Sequence[bool]) -> None:
+    if sum(present) != 1:
+        raise SpecError(path, f"set exactly one of {', '.join(names)}")
+
+
+def parse_spec(raw: Mapping[str, Any]) -> WasmAppSpec:
+    """Parse and check a WasmApp spec dict; raises SpecError naming the field."""
+    spec: WasmAppSpec = _build(WasmAppSpec, raw, "spec")
+    m = spec.module
+    _one_of(
+        "spec.module",
+        ("oci", "http", "configMap"),
+        (m.oci is not None, m.http is not None, m.config_map is not None),
+    )
+    if m.digest is not None and not DIGEST_RE.match(m.digest):
+        raise SpecError("spec.module.digest", "must be sha256: followed by 64 lowercase hex digits")
+    if m.http is not None and m.digest is None:
+        raise SpecError("spec.module.digest", "is required for an http source")
+    if not 0 <= spec.replicas <= 1000:
+        raise SpecError("spec.replicas", "must be between 0 and 1000")
+    if spec.mode is Mode.HTTP and spec.http is None:
+        spec = dataclasses.replace(spec, http=HttpSpec())
+    if spec.http is not None and not 1 <= spec.http.port <= 65535:
+        raise SpecError("spec.http.port", "must be between 1 and 65535")
+    if spec.limits.memory_bytes > MAX_MEMORY_BYTES:
+        raise SpecError("spec.limits.memory", "must be at most 4Gi")
+    for i, env in enumerate(spec.env):
+        _one_of(
+            f"spec.env[{i}]",
+            ("value", "valueFrom"),
+            (env.value is not None, env.value_from is not None),
+        )
+    declared = set()
+    for i, vol in enumerate(spec.volumes):
+        _one_of(
+            f"spec.volumes[{i}]",
+            ("emptyDir", "configMap", "secret", "hostPath"),
+            (
+                vol.empty_dir is not None,
+                vol.config_map is not None,
+                vol.secret is not None,
+                vol.host_path is not None,
+            ),
+        )
+        if vol.host_path is not None and not vol.host_path.path.startswith("/"):
+            raise SpecError(f"spec.volumes[{i}].hostPath.path", "must be absolute")
+        declared.add(vol.name)
+    seen = set()
+    for i, mount in enumerate(spec.volume_mounts):
+        where = f"spec.volumeMounts[{i}]"
+        if not mount.mount_path.startswith("/") or ".." in mount.mount_path.split("/"):
+            raise SpecError(f"{where}.mountPath", "must be absolute and must not contain '..'")
+        if mount.mount_path in seen:
+            raise SpecError(f"{where}.mountPath", f"duplicate mount path {mount.mount_path}")
+        seen.add(mount.mount_path)
+        if mount.name not in declared:
+            raise SpecError(f"{where}.name", f"no volume named {mount.name!r} in spec.volumes")
+    return spec
