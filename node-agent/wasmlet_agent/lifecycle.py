@@ -1,0 +1,65 @@
+"""One explicit lifecycle per instance: states, legal transitions, and reasons."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class State(StrEnum):
+    PULLING = "Pulling"
+    COMPILING = "Compiling"
+    STARTING = "Starting"
+    RUNNING = "Running"
+    EXITED = "Exited"
+    TRAPPED = "Trapped"
+    BACK_OFF = "BackOff"
+    COMPLETED = "Completed"  # ended successfully and will not be started again
+    FAILED = "Failed"  # will not be started again (restartPolicy, or a permanent error)
+    STOPPED = "Stopped"  # stopped by the agent (scale down, delete, shutdown)
+
+
+class Reason(StrEnum):
+    PULLED = "Pulled"
+    PULL_FAILED = "PullFailed"
+    DIGEST_MISMATCH = "DigestMismatch"
+    NOT_WASM = "NotWasm"
+    INVALID_MODULE = "InvalidModule"
+    COMPLETED = "Completed"
+    ERROR = "Error"
+    TRAPPED = "Trapped"
+    TIMED_OUT = "TimedOut"
+    OUT_OF_MEMORY = "OutOfMemory"
+    OUT_OF_FUEL = "OutOfFuel"
+    CONFIG_ERROR = "ConfigError"
+    STOPPED = "Stopped"
+
+
+_LEGAL: dict[State, frozenset[State]] = {
+    State.PULLING: frozenset({State.COMPILING, State.BACK_OFF, State.FAILED, State.STOPPED}),
+    State.COMPILING: frozenset({State.STARTING, State.BACK_OFF, State.FAILED, State.STOPPED}),
+    State.STARTING: frozenset(
+        {State.RUNNING, State.EXITED, State.TRAPPED, State.BACK_OFF, State.FAILED, State.STOPPED}
+    ),
+    State.RUNNING: frozenset({State.EXITED, State.TRAPPED, State.STOPPED}),
+    State.EXITED: frozenset({State.BACK_OFF, State.COMPLETED, State.FAILED, State.STOPPED}),
+    State.TRAPPED: frozenset({State.BACK_OFF, State.FAILED, State.STOPPED}),
+    State.BACK_OFF: frozenset({State.PULLING, State.STARTING, State.STOPPED}),
+    State.COMPLETED: frozenset({State.STOPPED}),
+    State.FAILED: frozenset({State.STOPPED}),
+    State.STOPPED: frozenset(),
+}
+
+
+class IllegalTransition(RuntimeError):
+    pass
+
+
+def check_transition(current: State, new: State) -> State:
+    """Return new if moving there from current is legal, else raise IllegalTransition."""
+    if new not in _LEGAL[current]:
+        raise IllegalTransition(f"instance cannot go from {current} to {new}")
+    return new
+
+
+def is_ready(state: State) -> bool:
+    return state is State.RUNNING

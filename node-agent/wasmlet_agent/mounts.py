@@ -1,0 +1,95 @@
+"""Turning spec.volumes/volumeMounts into directories preopened for one instance."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from wasmlet.api.spec import Volume, WasmAppSpec
+from wasmlet_agent.objects import ConfigError, ObjectLookup, config_map_files, secret_files
+
+
+@dataclass(frozen=True)
+class Preopen:
+    host_path: Path
+    guest_path: str
+    writable: bool
+
+
+def _project(files: dict[str, bytes], target: Path) -> None:
+    """Write files read-only; keys are plain names (the API server guarantees it)."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name, content in files.items():
+        if "/" in name or name in (".", ".."):
+            continue
+        path = target / name
+        path.write_bytes(content)
+        path.chmod(0o444)
+
+
+def _writable(volume: Volume, read_only: bool | None) -> bool:
+    # ConfigMap and Secret projections are read-only whatever the mount says.
+    if volume.config_map is not None or volume.secret is not None:
+        return False
+    if read_only is None:
+        return volume.writable_by_default()
+    return not read_only
+
+
+def prepare_mounts(
+    spec: WasmAppSpec, namespace: str, instance_dir: Path, lookup: ObjectLookup
+) -> list[Preopen]:
+    """Create each mounted volume's directory for one instance; ConfigError names the field."""
+    volumes = {v.name: (i, v) for i, v in enumerate(spec.volumes)}
+    preopens: list[Preopen] = []
+    for m in spec.volume_mounts:
+        i, vol = volumes[m.name]
+        path = f"spec.volumes[{i}]"
+        host = instance_dir / "volumes" / vol.name
+        if vol.empty_dir is not None:
+            host.mkdir(parents=True, exist_ok=True)
+        elif vol.config_map is not None:
+            obj = lookup.config_map(namespace, vol.config_map.name)
+            if obj is None:
+                raise ConfigError(
+                    f"{path}.configMap", f"ConfigMap {namespace}/{vol.config_map.name} not found"
+                )
+            _project(config_map_files(obj), host)
+        elif vol.secret is not None:
+            obj = lookup.secret(namespace, vol.secret.secret_name)
+            if obj is None:
+                raise ConfigError(
+                    f"{path}.secret", f"Secret {namespace}/{vol.secret.secret_name} not found"
+                )
+            _project(secret_files(obj), host)
+        else:
+            assert vol.host_path is not None
+            host = Path(vol.host_path.path)
+            if not host.is_dir():
+                raise ConfigError(
+                    f"{path}.hostPath.path", f"{host} is not a directory on this node"
+                )
+        preopens.append(Preopen(host, m.mount_path, _writable(vol, m.read_only)))
+    return preopens
+
+
+def directory_bytes(root: Path) -> int:
+    """Bytes of regular files under root (emptyDir sizeLimit accounting)."""
+    total = 0
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            with contextlib.suppress(FileNotFoundError):
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+    return total
+
+
+def remove_instance_dir(instance_dir: Path) -> None:
+    """Delete an instance's own files (emptyDirs, projections); hostPaths live elsewhere."""
+    for dirpath, dirs, files in os.walk(instance_dir):
+        for name in dirs + files:
+            with contextlib.suppress(OSError):
+                os.chmod(os.path.join(dirpath, name), 0o700)
+    shutil.rmtree(instance_dir, ignore_errors=True)

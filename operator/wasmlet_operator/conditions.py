@@ -1,0 +1,41 @@
+"""Kubernetes-convention conditions: set one, keep lastTransitionTime unless status changes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str
+    status: str  # "True" | "False" | "Unknown"
+    reason: str
+    message: str = ""
+
+
+def merge_conditions(
+    existing: Sequence[Mapping[str, Any]],
+    wanted: Sequence[Condition],
+    now: str,
+    generation: int,
+) -> list[dict[str, Any]]:
+    """The new conditions list: wanted ones, transition times kept where status is unchanged."""
+    old = {c.get("type"): c for c in existing}
+    out: list[dict[str, Any]] = []
+    for c in wanted:
+        prev = old.get(c.type)
+        changed = prev is None or prev.get("status") != c.status
+        since = now if changed or prev is None else prev.get("lastTransitionTime", now)
+        out.append(
+            {
+                "type": c.type,
+                "status": c.status,
+                "reason": c.reason,
+                "message": c.message,
+                "lastTransitionTime": since,
+                "observedGeneration": generation,
+            }
+        )
+    return out

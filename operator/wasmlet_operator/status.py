@@ -1,0 +1,125 @@
+"""WasmApp status from what the agents report on its placements: a pure aggregation."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from wasmlet.api.constants import APP_LABEL, ConditionStatus, ConditionType
+from wasmlet_operator.conditions import Condition
+from wasmlet_operator.placement import Placement
+
+
+@dataclass(frozen=True)
+class PlacementReport:
+    """One placement: what the operator asked for and what the node's agent says."""
+
+    node: str
+    replicas: int
+    revision: str
+    status: Mapping[str, Any]
+    node_ready: bool = True
+
+    def _count(self, key: str) -> int:
+        # A node that stopped heartbeating counts as running nothing.
+        return int(self.status.get(key) or 0) if self.node_ready else 0
+
+    @property
+    def observed(self) -> bool:
+        """The agent has reported on the current spec of this placement."""
+        return bool(self.status) and self.node_ready
+
+    @property
+    def ready(self) -> int:
+        return self._count("readyReplicas") if self.observed else 0
+
+    @property
+    def updated(self) -> int:
+        return self._count("updatedReplicas") if self.observed else 0
+
+    @property
+    def existing(self) -> int:
+        return self._count("replicas") if self.observed else 0
+
+    def failure(self) -> tuple[str, str] | None:
+        """(reason, message) of a condition on this placement that says something is wrong."""
+        for c in self.status.get("conditions") or []:
+            if c.get("type") == ConditionType.READY and c.get("status") == ConditionStatus.FALSE:
+                reason = str(c.get("reason") or "")
+                if reason and reason not in ("Starting", "Progressing", "ScaledToZero"):
+                    return reason, f"node {self.node}: {c.get('message') or reason}"
+        return None
+
+
+def selector_for(app: str) -> str:
+    return f"{APP_LABEL}={app}"
+
+
+def aggregate(
+    app: str,
+    desired: int,
+    placement: Placement,
+    reports: Sequence[PlacementReport],
+    module: str,
+) -> tuple[dict[str, Any], list[Condition]]:
+    """Status fields (without conditions) and the wanted conditions."""
+    ready = sum(r.ready for r in reports)
+    updated = sum(min(r.updated, r.replicas) for r in reports)
+    existing = sum(r.existing for r in reports)
+    status: dict[str, Any] = {
+        "replicas": existing,
+        "readyReplicas": ready,
+        "updatedReplicas": updated,
+        "ready": f"{ready}/{desired}",
+        "module": module,
+        "selector": selector_for(app),
+        "placements": [
+            {"node": r.node, "replicas": r.replicas, "readyReplicas": r.ready}
+            for r in sorted(reports, key=lambda r: r.node)
+            if r.replicas > 0 or r.ready > 0
+        ],
+    }
+    failures = [f for r in reports if (f := r.failure()) is not None]
+    conditions: list[Condition] = []
+    converged = ready >= desired and updated >= desired and existing <= desired
+    if placement.unplaced:
+        conditions.append(
+            Condition(ConditionType.READY, "False", placement.shortfall.value, placement.message)
+        )
+    elif failures and not converged:
+        reason, message = failures[0]
+        conditions.append(Condition(ConditionType.READY, "False", reason, message))
+    elif ready >= desired:
+        msg = f"{ready}/{desired} instances ready"
+        conditions.append(Condition(ConditionType.READY, "True", "InstancesReady", msg))
+    else:
+        conditions.append(
+            Condition(
+                ConditionType.READY,
+                "False",
+                "InstancesNotReady",
+                f"{ready}/{desired} instances ready",
+            )
+        )
+    if converged and not placement.unplaced:
+        conditions.append(Condition(ConditionType.PROGRESSING, "False", "Converged", ""))
+    else:
+        conditions.append(
+            Condition(
+                ConditionType.PROGRESSING,
+                "True",
+                "RollingOut" if updated < min(ready, desired) else "Scaling",
+                f"{updated} updated, {ready} ready of {desired} desired",
+            )
+        )
+    if placement.unplaced:
+        conditions.append(
+            Condition(ConditionType.DEGRADED, "True", placement.shortfall.value, placement.message)
+        )
+    elif failures:
+        reason, message = failures[0]
+        conditions.append(Condition(ConditionType.DEGRADED, "True", reason, message))
+    else:
+        conditions.append(Condition(ConditionType.DEGRADED, "False", "AsExpected", ""))
+    return status, conditions

@@ -1,0 +1,72 @@
+"""prepare_mounts: emptyDir, projected ConfigMap/Secret (read-only), hostPath."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from wasmlet.api.spec import parse_spec
+from wasmlet_agent.mounts import directory_bytes, prepare_mounts, remove_instance_dir
+from wasmlet_agent.objects import ConfigError, ManifestObjects
+
+OBJECTS = ManifestObjects(
+    [
+        {"kind": "ConfigMap", "metadata": {"name": "cfg"}, "data": {"a.txt": "hello"}},
+        {"kind": "Secret", "metadata": {"name": "sec"}, "stringData": {"pw": "x"}},
+    ]
+)
+
+
+def spec(volumes: list[dict[str, object]], mounts: list[dict[str, object]]):  # type: ignore[no-untyped-def]
+    return parse_spec(
+        {"module": {"oci": {"reference": "r/x:1"}}, "volumes": volumes, "volumeMounts": mounts}
+    )
+
+
+def test_each_volume_kind(tmp_path: Path) -> None:
+    host = tmp_path / "host"
+    host.mkdir()
+    s = spec(
+        [
+            {"name": "scratch", "emptyDir": {}},
+            {"name": "cfg", "configMap": {"name": "cfg"}},
+            {"name": "sec", "secret": {"secretName": "sec"}},
+            {"name": "host", "hostPath": {"path": str(host)}},
+            {"name": "hostrw", "hostPath": {"path": str(host)}},
+        ],
+        [
+            {"name": "scratch", "mountPath": "/data"},
+            {"name": "cfg", "mountPath": "/config", "readOnly": False},
+            {"name": "sec", "mountPath": "/secret"},
+            {"name": "host", "mountPath": "/host"},
+            {"name": "hostrw", "mountPath": "/hostrw", "readOnly": False},
+        ],
+    )
+    inst = tmp_path / "inst"
+    pre = {p.guest_path: p for p in prepare_mounts(s, "default", inst, OBJECTS)}
+    assert pre["/data"].writable and pre["/data"].host_path.is_dir()
+    assert not pre["/config"].writable  # a ConfigMap is read-only whatever the mount says
+    assert (pre["/config"].host_path / "a.txt").read_text() == "hello"
+    assert (pre["/secret"].host_path / "pw").read_text() == "x"
+    assert not pre["/host"].writable and pre["/host"].host_path == host
+    assert pre["/hostrw"].writable
+    (pre["/data"].host_path / "f").write_bytes(b"12345")
+    assert directory_bytes(pre["/data"].host_path) == 5
+    remove_instance_dir(inst)
+    assert not inst.exists() and host.exists()
+
+
+def test_missing_configmap_is_named(tmp_path: Path) -> None:
+    s = spec([{"name": "c", "configMap": {"name": "gone"}}], [{"name": "c", "mountPath": "/c"}])
+    with pytest.raises(ConfigError, match=r"spec.volumes\[0\].configMap: ConfigMap default/gone"):
+        prepare_mounts(s, "default", tmp_path, OBJECTS)
+
+
+def test_missing_host_directory_is_named(tmp_path: Path) -> None:
+    s = spec(
+        [{"name": "h", "hostPath": {"path": str(tmp_path / "nope")}}],
+        [{"name": "h", "mountPath": "/h"}],
+    )
+    with pytest.raises(ConfigError, match=r"hostPath.path: .* is not a directory"):
+        prepare_mounts(s, "default", tmp_path / "i", OBJECTS)
