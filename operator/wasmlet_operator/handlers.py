@@ -1,0 +1,130 @@
+"""kopf wiring: watch events feed ClusterState; one daemon per WasmApp reconciles it.
+
+Each app's daemon reconciles when woken (its placements or the nodes changed) and at least
+every resync period, so a missed event only delays convergence, never prevents it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+from kubernetes.client.exceptions import ApiException
+
+from wasmlet.api.constants import (
+    GROUP,
+    SYSTEM_NAMESPACE,
+    VERSION,
+    WASMAPPS,
+    WASMNODES,
+    WASMPLACEMENTS,
+)
+from wasmlet_operator.kube import Kube
+from wasmlet_operator.reconcile import Reconciler
+from wasmlet_operator.state import ClusterState
+
+log = logging.getLogger("wasmlet.operator")
+
+
+def _post_event(body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+    ref: Any = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "WasmApp", "metadata": body["metadata"]}
+    kopf.event(
+        ref,
+        type=type_,
+        reason=reason,
+        message=message,
+    )
+
+
+def build_registry(
+    kube: Kube, state: ClusterState, resync_seconds: float = 30.0
+) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+    reconciler = Reconciler(kube, state, _post_event)
+
+    @kopf.on.startup(registry=registry)
+    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        settings.persistence.finalizer = f"{GROUP}/cleanup"
+        settings.posting.level = logging.WARNING  # kopf's own handler chatter stays out of Events
+        settings.watching.server_timeout = 60
+        settings.watching.connect_timeout = 5
+        settings.networking.request_timeout = 30
+        settings.batching.worker_limit = 64
+
+    @kopf.on.event(GROUP, VERSION, WASMPLACEMENTS, registry=registry)
+    def on_placement(type: str | None, body: kopf.Body, **_: Any) -> None:
+        key = state.set_placement(body, deleted=type == "DELETED")
+        state.wake(key)
+
+    @kopf.on.event(GROUP, VERSION, WASMNODES, registry=registry)
+    def on_node(type: str | None, body: kopf.Body, **_: Any) -> None:
+        state.set_node(body, deleted=type == "DELETED")
+        state.wake_all()
+
+    @kopf.on.event(
+        "coordination.k8s.io",
+        "v1",
+        "leases",
+        registry=registry,
+        when=lambda namespace, **_: namespace == SYSTEM_NAMESPACE,
+    )
+    def on_lease(type: str | None, name: str, spec: kopf.Spec, **_: Any) -> None:
+        before = state.node_ready(name, datetime.now(UTC))
+        state.set_lease(name, None if type == "DELETED" else dict(spec))
+        if state.node_ready(name, datetime.now(UTC)) != before:
+            state.wake_all()
+
+    @kopf.daemon(GROUP, VERSION, WASMAPPS, registry=registry, cancellation_timeout=5.0)
+    async def run_app(
+        namespace: str | None, name: str, body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any
+    ) -> None:
+        key = (namespace or "", name)
+        wake = state.wakeup(key)
+        try:
+            while not stopped:
+                wake.clear()
+                if body.metadata.get("deletionTimestamp"):
+                    return
+                try:
+                    await reconciler.reconcile(body)
+                except ApiException as e:
+                    log.warning(
+                        "reconcile %s/%s failed: %s %s", namespace, name, e.status, e.reason
+                    )
+                    await asyncio.sleep(1)
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), timeout=resync_seconds)
+                await asyncio.sleep(0.05)  # coalesce bursts of events into one reconcile
+        finally:
+            if stopped:
+                state.forget_app(key)
+
+    @kopf.on.delete(GROUP, VERSION, WASMAPPS, registry=registry)
+    async def cleanup(namespace: str | None, name: str, **_: Any) -> None:
+        namespace = namespace or ""
+        key = (namespace, name)
+        for p in list(state.placements.get(key, {}).values()):
+            await kube.delete_placement(namespace, p["metadata"]["name"])
+            state.set_placement(p, deleted=True)
+        await kube.delete_service_objects(namespace, name)
+        state.forget_app(key)
+
+    return registry
+
+
+async def watch_heartbeats(state: ClusterState, period: float = 1.0) -> None:
+    """Lease expiry produces no watch event, so look at the clock (kopf timers would put
+    finalizers on WasmNodes, which only their agents may write)."""
+    while True:
+        changed = state.refresh_readiness(datetime.now(UTC))
+        for node, ready in changed:
+            log.info("node %s is %s", node, "ready" if ready else "not ready (no heartbeat)")
+        if changed:
+            state.wake_all()
+        await asyncio.sleep(period)

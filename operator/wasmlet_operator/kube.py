@@ -1,0 +1,129 @@
+"""The operator's few Kubernetes writes, off the event loop, counted for the benchmarks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from typing import Any, cast
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from wasmlet.api.constants import GROUP, VERSION, WASMAPPS, WASMPLACEMENTS
+
+
+class Kube:
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self.custom = client.CustomObjectsApi(api_client)
+        self.core = client.CoreV1Api(api_client)
+        self.discovery = client.DiscoveryV1Api(api_client)
+        self.requests = 0  # API requests made, read by the benchmarks
+
+    async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        self.requests += 1
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    async def create_placement(self, body: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """The created object, or None if it already exists (a watch event will bring it)."""
+        ns = body["metadata"]["namespace"]
+        try:
+            created = await self._call(
+                self.custom.create_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                ns,
+                WASMPLACEMENTS,
+                body,
+            )
+            return cast(Mapping[str, Any], created)
+        except ApiException as e:
+            if e.status == 409:
+                return None
+            raise
+
+    async def replace_placement_spec(
+        self, namespace: str, name: str, spec: Mapping[str, Any]
+    ) -> Mapping[str, Any] | None:
+        patch = [{"op": "replace", "path": "/spec", "value": dict(spec)}]
+        try:
+            updated = await self._call(
+                self.custom.patch_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                WASMPLACEMENTS,
+                name,
+                patch,
+            )
+            return cast(Mapping[str, Any], updated)
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+
+    async def delete_placement(self, namespace: str, name: str) -> None:
+        try:
+            await self._call(
+                self.custom.delete_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                WASMPLACEMENTS,
+                name,
+            )
+        except ApiException as e:
+            if e.status != 404:
+                raise
+
+    async def patch_app_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        try:
+            await self._call(
+                self.custom.patch_namespaced_custom_object_status,
+                GROUP,
+                VERSION,
+                namespace,
+                WASMAPPS,
+                name,
+                {"status": dict(status)},
+            )
+        except ApiException as e:
+            if e.status != 404:  # deleted meanwhile
+                raise
+
+    async def apply_service(self, body: Mapping[str, Any]) -> None:
+        meta = body["metadata"]
+        try:
+            await self._call(self.core.create_namespaced_service, meta["namespace"], body)
+        except ApiException as e:
+            if e.status != 409:
+                raise
+            await self._call(
+                self.core.patch_namespaced_service, meta["name"], meta["namespace"], body
+            )
+
+    async def apply_endpoint_slice(self, body: Mapping[str, Any]) -> None:
+        meta = body["metadata"]
+        try:
+            await self._call(
+                self.discovery.create_namespaced_endpoint_slice, meta["namespace"], body
+            )
+        except ApiException as e:
+            if e.status != 409:
+                raise
+            await self._call(
+                self.discovery.replace_namespaced_endpoint_slice,
+                meta["name"],
+                meta["namespace"],
+                body,
+            )
+
+    async def delete_service_objects(self, namespace: str, name: str) -> None:
+        for fn, obj in (
+            (self.core.delete_namespaced_service, name),
+            (self.discovery.delete_namespaced_endpoint_slice, f"{name}-wasmlet"),
+        ):
+            try:
+                await self._call(fn, obj, namespace)
+            except ApiException as e:
+                if e.status != 404:
+                    raise

@@ -1,0 +1,104 @@
+"""wasmlet-operator: leader election, then kopf watching WasmApps, placements, nodes, leases."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import socket
+import sys
+import uuid
+
+import kopf
+from kubernetes import client, config
+
+from wasmlet.api.constants import SYSTEM_NAMESPACE
+from wasmlet_operator.handlers import build_registry, watch_heartbeats
+from wasmlet_operator.kube import Kube
+from wasmlet_operator.leader import LeaderElector
+from wasmlet_operator.state import ClusterState
+
+log = logging.getLogger("wasmlet.operator")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="wasmlet-operator", description=__doc__)
+    p.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"))
+    p.add_argument(
+        "--node-grace-seconds",
+        type=float,
+        default=20.0,
+        help="a node whose Lease is older than this is not ready; its instances move",
+    )
+    p.add_argument("--resync-seconds", type=float, default=30.0)
+    p.add_argument("--leader-election-namespace", default=SYSTEM_NAMESPACE)
+    p.add_argument("--lease-seconds", type=int, default=15)
+    p.add_argument("--identity", default=f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}")
+    p.add_argument("--liveness", default=None, help="e.g. http://127.0.0.1:8081/healthz")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p.parse_args(argv)
+
+
+def _api_client(kubeconfig: str | None) -> client.ApiClient:
+    if kubeconfig:
+        api: client.ApiClient = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+        return api
+    config.load_incluster_config()  # type: ignore[no-untyped-call]
+    return client.ApiClient()
+
+
+async def run(args: argparse.Namespace) -> int:
+    api_client = _api_client(args.kubeconfig)
+    elector = LeaderElector(
+        api_client, args.leader_election_namespace, "wasmlet-operator", args.identity,
+        args.lease_seconds,
+    )  # fmt: skip
+    await elector.acquire()
+    state = ClusterState(node_grace_seconds=args.node_grace_seconds)
+    registry = build_registry(Kube(api_client), state, args.resync_seconds)
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: object) -> kopf.ConnectionInfo | None:
+        if args.kubeconfig:
+            return kopf.login_with_kubeconfig(**kwargs)  # type: ignore[arg-type]
+        return kopf.login_with_service_account(**kwargs)  # type: ignore[arg-type]
+
+    stop = asyncio.Event()
+    tasks = [
+        asyncio.create_task(
+            kopf.operator(
+                registry=registry,
+                clusterwide=True,
+                standalone=True,  # leader election above replaces kopf's peering
+                stop_flag=stop,
+                liveness_endpoint=args.liveness,
+            )
+        ),
+        asyncio.create_task(watch_heartbeats(state)),
+        asyncio.create_task(elector.hold()),
+    ]
+    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    lost = tasks[2] in done
+    stop.set()
+    for t in tasks[1:]:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return 1 if lost else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    try:
+        return asyncio.run(run(args))
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

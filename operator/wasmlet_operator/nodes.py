@@ -1,0 +1,54 @@
+"""Node readiness from heartbeats, and the capacity view placement needs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from wasmlet.api.spec import parse_quantity
+from wasmlet_operator.placement import Node
+
+DEFAULT_CAPACITY_INSTANCES = 1000
+DEFAULT_CAPACITY_MEMORY = 8 * 1024**3
+
+
+def parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def lease_fresh(lease_spec: Mapping[str, Any] | None, now: datetime, grace: float) -> bool:
+    """A node is ready while its Lease was renewed within `grace` seconds (like the kubelet's)."""
+    if not lease_spec:
+        return False
+    renewed = parse_time(lease_spec.get("renewTime")) or parse_time(lease_spec.get("acquireTime"))
+    if renewed is None:
+        return False
+    return (now - renewed).total_seconds() <= grace
+
+
+def node_from(
+    wasmnode: Mapping[str, Any],
+    ready: bool,
+    used_instances: int = 0,
+    used_memory_bytes: int = 0,
+) -> Node:
+    """A placement Node from a WasmNode object and what other apps already use on it."""
+    meta = wasmnode.get("metadata") or {}
+    spec = wasmnode.get("spec") or {}
+    capacity = (wasmnode.get("status") or {}).get("capacity") or {}
+    memory = capacity.get("memory")
+    return Node(
+        name=str(meta.get("name")),
+        ready=ready,
+        labels=dict(meta.get("labels") or {}),
+        unschedulable=bool(spec.get("unschedulable", False)),
+        capacity_instances=int(capacity.get("instances") or DEFAULT_CAPACITY_INSTANCES),
+        capacity_memory_bytes=(
+            parse_quantity(memory, "status.capacity.memory") if memory else DEFAULT_CAPACITY_MEMORY
+        ),
+        used_instances=used_instances,
+        used_memory_bytes=used_memory_bytes,
+    )

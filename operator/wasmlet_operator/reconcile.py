@@ -1,0 +1,241 @@
+"""One level-triggered reconcile of a WasmApp: decide with pure functions, then write.
+
+Safe to run any number of times, after any crash: it compares what should exist with what
+does and changes only the difference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from wasmlet.api.constants import ConditionType, Mode
+from wasmlet.api.spec import SpecError, parse_spec
+from wasmlet_operator import builders
+from wasmlet_operator.conditions import Condition, merge_conditions
+from wasmlet_operator.kube import Kube
+from wasmlet_operator.placement import Placement, place
+from wasmlet_operator.revisions import revision_of, template_of
+from wasmlet_operator.rollout import NodeRollout, nodes_to_switch
+from wasmlet_operator.state import AppKey, ClusterState
+from wasmlet_operator.status import PlacementReport, aggregate
+
+log = logging.getLogger("wasmlet.operator")
+
+# (object body, type Normal|Warning, reason, message)
+EventFn = Callable[[Mapping[str, Any], str, str, str], None]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _rfc3339(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _updated_ready(p: Mapping[str, Any]) -> int:
+    """Ready instances of the placement's own revision, once the agent saw that revision."""
+    status = p.get("status") or {}
+    if status.get("observedGeneration") != (p.get("metadata") or {}).get("generation"):
+        return 0
+    return int(status.get("updatedReplicas") or 0)
+
+
+@dataclass
+class Reconciler:
+    kube: Kube
+    state: ClusterState
+    event: EventFn
+    # Last Service/EndpointSlice written per app, so an unchanged one costs no request.
+    _written: dict[tuple[AppKey, str], str] = field(default_factory=dict)
+
+    async def reconcile(self, app: Mapping[str, Any]) -> None:
+        meta = app["metadata"]
+        key: AppKey = (meta["namespace"], meta["name"])
+        now = _now()
+        try:
+            spec = parse_spec(app.get("spec") or {})
+        except SpecError as e:  # the API server validates; this guards a skewed schema
+            await self._write_status(
+                app, {}, [Condition(ConditionType.READY, "False", "InvalidSpec", str(e))], now
+            )
+            return
+        existing = dict(self.state.placements.get(key, {}))
+        nodes = self.state.node_views(now, exclude=key)
+        ready_nodes = {n.name for n in nodes if n.ready}
+        current = {
+            node: int(p["spec"].get("replicas") or 0)
+            for node, p in existing.items()
+            if node in ready_nodes
+        }
+        decision = place(
+            spec.replicas, spec.limits.memory_bytes, spec.node_selector, nodes, current
+        )
+        revision = revision_of(app["spec"])
+        template = template_of(app["spec"])
+        switch = set(
+            nodes_to_switch(
+                [
+                    NodeRollout(
+                        node, decision.counts[node], p["spec"]["revision"], _updated_ready(p)
+                    )
+                    for node, p in existing.items()
+                    if node in decision.counts
+                ],
+                revision,
+                spec.strategy.max_unavailable,
+                spec.replicas,
+            )
+        )
+        await self._write_placements(app, key, decision, existing, revision, template, switch, now)
+        await self._write_service(app, key, spec.mode, spec.http.port if spec.http else 0, now)
+        reports = [
+            PlacementReport(
+                node,
+                int(p["spec"].get("replicas") or 0),
+                p["spec"].get("revision", ""),
+                p.get("status") or {},
+                node_ready=node in ready_nodes,
+            )
+            for node, p in self.state.placements.get(key, {}).items()
+        ]
+        module = spec.module.describe()
+        digests = {r.status.get("moduleDigest") for r in reports if r.status.get("moduleDigest")}
+        if len(digests) == 1:
+            module = f"{module}@{next(iter(digests))}"
+        status, conditions = aggregate(meta["name"], spec.replicas, decision, reports, module)
+        await self._write_status(app, status, conditions, now)
+
+    async def _write_placements(
+        self,
+        app: Mapping[str, Any],
+        key: AppKey,
+        decision: Placement,
+        existing: dict[str, Mapping[str, Any]],
+        revision: str,
+        template: Mapping[str, Any],
+        switch: set[str],
+        now: datetime,
+    ) -> None:
+        ns = key[0]
+        for node, count in sorted(decision.counts.items()):
+            p = existing.get(node)
+            if p is None:
+                body = builders.build_placement(app, node, count, revision, template)
+                created = await self.kube.create_placement(body)
+                if created is not None:
+                    self.state.set_placement(created)
+                    self.event(app, "Normal", "Scheduled", f"placed {count} instance(s) on {node}")
+                continue
+            spec = p["spec"]
+            new_rev = (
+                revision if spec["revision"] == revision or node in switch else spec["revision"]
+            )
+            new_template = template if new_rev == revision else spec["template"]
+            wanted = {
+                **spec,
+                "replicas": count,
+                "revision": new_rev,
+                "template": dict(new_template),
+            }
+            if wanted != spec:
+                updated = await self.kube.replace_placement_spec(ns, p["metadata"]["name"], wanted)
+                if updated is not None:
+                    self.state.set_placement(updated)
+                if spec["revision"] != new_rev:
+                    self.event(
+                        app, "Normal", "RollingOut", f"node {node} moves to revision {new_rev}"
+                    )
+        for node, p in existing.items():
+            if node in decision.counts:
+                continue
+            await self.kube.delete_placement(ns, p["metadata"]["name"])
+            self.state.set_placement(p, deleted=True)
+            replicas = int(p["spec"].get("replicas") or 0)
+            if not self.state.node_ready(node, now) and replicas:
+                self.event(
+                    app,
+                    "Warning",
+                    "Rescheduled",
+                    f"node {node} is not ready (no heartbeat); its {replicas} instance(s) "
+                    "are placed on other nodes",
+                )
+
+    async def _write_service(
+        self, app: Mapping[str, Any], key: AppKey, mode: Mode, port: int, now: datetime
+    ) -> None:
+        ns, name = key
+        if mode is not Mode.HTTP:
+            if (key, "service") in self._written:
+                await self.kube.delete_service_objects(ns, name)
+                self._written.pop((key, "service"), None)
+                self._written.pop((key, "slice"), None)
+            return
+        endpoints = []
+        for node, p in self.state.placements.get(key, {}).items():
+            address = self.state.address_of(node)
+            if address is None:
+                continue
+            ready = (
+                self.state.node_ready(node, now)
+                and int((p.get("status") or {}).get("readyReplicas") or 0) > 0
+            )
+            endpoints.append((node, address, ready))
+        for kind, body, apply in (
+            ("service", builders.build_service(app, port), self.kube.apply_service),
+            (
+                "slice",
+                builders.build_endpoint_slice(app, port, endpoints),
+                self.kube.apply_endpoint_slice,
+            ),
+        ):
+            digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+            if self._written.get((key, kind)) != digest:
+                await apply(body)
+                self._written[(key, kind)] = digest
+
+    async def _write_status(
+        self,
+        app: Mapping[str, Any],
+        fields: Mapping[str, Any],
+        conditions: list[Condition],
+        now: datetime,
+    ) -> None:
+        old = app.get("status") or {}
+        generation = int(app["metadata"].get("generation") or 1)
+        merged = merge_conditions(
+            old.get("conditions") or [], conditions, _rfc3339(now), generation
+        )
+        status = {**fields, "observedGeneration": generation, "conditions": merged}
+        if all(old.get(k) == v for k, v in status.items()):
+            return
+        meta = app["metadata"]
+        await self.kube.patch_app_status(meta["namespace"], meta["name"], status)
+        self._post_transition_events(app, old.get("conditions") or [], merged)
+
+    def _post_transition_events(
+        self,
+        app: Mapping[str, Any],
+        old: Sequence[Mapping[str, Any]],
+        new: Sequence[Mapping[str, Any]],
+    ) -> None:
+        before = {c.get("type"): c for c in old}
+        for c in new:
+            prev = before.get(c["type"])
+            same = prev is not None and (prev.get("status"), prev.get("reason")) == (
+                c["status"],
+                c["reason"],
+            )
+            if same:
+                continue
+            if c["type"] == ConditionType.READY and c["status"] == "True":
+                self.event(app, "Normal", "Ready", c["message"])
+            elif c["type"] == ConditionType.DEGRADED and c["status"] == "True":
+                # Degraded carries the reason (a pull failure, a shortfall of nodes, ...).
+                self.event(app, "Warning", c["reason"], c["message"])

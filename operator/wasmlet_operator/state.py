@@ -1,0 +1,111 @@
+"""What the operator knows of the cluster, kept current by watch events (no list per reconcile)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from wasmlet.api.spec import parse_quantity
+from wasmlet_operator.nodes import lease_fresh, node_from
+from wasmlet_operator.placement import Node
+
+AppKey = tuple[str, str]  # (namespace, name)
+
+
+def _placement_memory(placement: Mapping[str, Any]) -> int:
+    spec = placement.get("spec") or {}
+    memory = ((spec.get("template") or {}).get("limits") or {}).get("memory") or "64Mi"
+    try:
+        per_instance = parse_quantity(str(memory), "limits.memory")
+    except ValueError:
+        per_instance = 0
+    return per_instance * int(spec.get("replicas") or 0)
+
+
+class ClusterState:
+    def __init__(self, node_grace_seconds: float) -> None:
+        self.grace = node_grace_seconds
+        self.nodes: dict[str, Mapping[str, Any]] = {}
+        self.leases: dict[str, Mapping[str, Any]] = {}
+        # (namespace, app) -> node -> placement object
+        self.placements: dict[AppKey, dict[str, Mapping[str, Any]]] = defaultdict(dict)
+        self._wakeups: dict[AppKey, asyncio.Event] = {}
+        self._ready: dict[str, bool] = {}
+
+    # --- events -------------------------------------------------------------------------
+
+    def wakeup(self, key: AppKey) -> asyncio.Event:
+        return self._wakeups.setdefault(key, asyncio.Event())
+
+    def forget_app(self, key: AppKey) -> None:
+        self._wakeups.pop(key, None)
+
+    def wake(self, key: AppKey) -> None:
+        if key in self._wakeups:
+            self._wakeups[key].set()
+
+    def wake_all(self) -> None:
+        for event in self._wakeups.values():
+            event.set()
+
+    def set_placement(self, placement: Mapping[str, Any], deleted: bool = False) -> AppKey:
+        meta = placement["metadata"]
+        spec = placement.get("spec") or {}
+        key = (meta["namespace"], spec.get("app", ""))
+        node = spec.get("node", "")
+        if deleted:
+            self.placements[key].pop(node, None)
+        else:
+            self.placements[key][node] = placement
+        return key
+
+    def set_node(self, node: Mapping[str, Any], deleted: bool = False) -> None:
+        name = node["metadata"]["name"]
+        if deleted:
+            self.nodes.pop(name, None)
+        else:
+            self.nodes[name] = node
+
+    def set_lease(self, name: str, spec: Mapping[str, Any] | None) -> None:
+        if spec is None:
+            self.leases.pop(name, None)
+        else:
+            self.leases[name] = spec
+
+    # --- readings -----------------------------------------------------------------------
+
+    def node_ready(self, name: str, now: datetime) -> bool:
+        return name in self.nodes and lease_fresh(self.leases.get(name), now, self.grace)
+
+    def refresh_readiness(self, now: datetime) -> list[tuple[str, bool]]:
+        """Nodes whose readiness changed since the last call, with their new readiness."""
+        changed = []
+        for name in set(self.nodes) | set(self._ready):
+            ready = self.node_ready(name, now)
+            if self._ready.get(name) != ready:
+                changed.append((name, ready))
+                self._ready[name] = ready
+        return changed
+
+    def node_views(self, now: datetime, exclude: AppKey) -> list[Node]:
+        """Placement's view of every node, with what other apps already take on it."""
+        used_instances: dict[str, int] = defaultdict(int)
+        used_memory: dict[str, int] = defaultdict(int)
+        for key, by_node in self.placements.items():
+            if key == exclude:
+                continue
+            for node, p in by_node.items():
+                used_instances[node] += int((p.get("spec") or {}).get("replicas") or 0)
+                used_memory[node] += _placement_memory(p)
+        return [
+            node_from(obj, self.node_ready(name, now), used_instances[name], used_memory[name])
+            for name, obj in sorted(self.nodes.items())
+        ]
+
+    def address_of(self, node: str) -> str | None:
+        status = (self.nodes.get(node) or {}).get("status") or {}
+        address = status.get("address")
+        return str(address) if address else None
