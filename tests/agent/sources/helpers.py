@@ -1,0 +1,31 @@
+"""Real Wasm bytes for the source and cache tests."""
+
+from __future__ import annotations
+
+import wasmtime
+
+
+def wasm_module(label: str) -> bytes:
+    """A valid core module, distinct per label (so digests differ between tests)."""
+    return wasmtime.wat2wasm(f'(module (func (export "{label}")))')
+
+
+def _leb128(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def big_wasm_module(label: str, size: int) -> bytes:
+    """A valid module of exactly `size` bytes, padded with a custom section."""
+    base = wasm_module(label)
+    name = b"pad"
+    for width in range(1, 6):
+        zeros = size - len(base) - 1 - width - 1 - len(name)
+        payload = _leb128(len(name)) + name + bytes(max(zeros, 0))
+        if zeros >= 0 and len(_leb128(len(payload))) == width:
+            return base + b"\x00" + _leb128(len(payload)) + payload
+    raise ValueError(f"cannot pad a module to {size} bytes")
