@@ -15,12 +15,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from wasmlet.api.constants import ConditionType, Mode
+from wasmlet.api.revisions import revision_of, template_of
 from wasmlet.api.spec import SpecError, parse_spec
 from wasmlet_operator import builders
 from wasmlet_operator.conditions import Condition, merge_conditions
 from wasmlet_operator.kube import Kube
 from wasmlet_operator.placement import Placement, place
-from wasmlet_operator.revisions import revision_of, template_of
 from wasmlet_operator.rollout import NodeRollout, nodes_to_switch
 from wasmlet_operator.state import AppKey, ClusterState
 from wasmlet_operator.status import PlacementReport, aggregate

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from wasmlet_operator.builders import build_endpoint_slice, build_placement, placement_name
 from wasmlet_operator.leader import LeaseView, may_acquire
 from wasmlet_operator.nodes import lease_fresh, node_from
-from wasmlet_operator.revisions import revision_of, template_of
+from wasmlet.api.revisions import revision_of, template_of
 
 APP = {"metadata": {"name": "web", "namespace": "team", "uid": "u-1"}}
 

@@ -1,0 +1,78 @@
+"""wasmlet-agent: `run FILE...` (standalone) or `node` (a cluster node under the operator)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import socket
+import sys
+from pathlib import Path
+
+from wasmlet_agent.runner import RunnerConfig
+
+
+def _default_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "wasmlet" / "agent"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="wasmlet-agent", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, help_ in (
+        ("run", "run WasmApp manifests from files, no cluster"),
+        ("node", "join the cluster in KUBECONFIG as a wasmlet node"),
+    ):
+        s = sub.add_parser(name, help=help_)
+        s.add_argument("--node-name", default=socket.gethostname())
+        s.add_argument("--address", default="127.0.0.1", help="address HTTP apps listen on")
+        s.add_argument("--api-address", default="127.0.0.1")
+        s.add_argument("--api-port", type=int, default=0, help="health/metrics/logs port")
+        s.add_argument("--cache-dir", type=Path, default=_default_cache())
+        s.add_argument("--cache-max-bytes", type=int, default=2 * 1024**3)
+        s.add_argument("-v", "--verbose", action="store_true")
+        if name == "run":
+            s.add_argument("files", nargs="+", type=Path, help="manifest files (YAML)")
+        else:
+            s.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"))
+            s.add_argument("--capacity-instances", type=int, default=1000)
+            s.add_argument("--capacity-memory", default="8Gi")
+            s.add_argument("--labels", default="", help="node labels, k=v,k2=v2")
+            s.add_argument("--heartbeat-seconds", type=float, default=2.0)
+            s.add_argument("--lease-seconds", type=int, default=20)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    config = RunnerConfig(
+        node=args.node_name,
+        address=args.address,
+        api_address=args.api_address,
+        api_port=args.api_port,
+        cache_dir=args.cache_dir,
+        cache_max_bytes=args.cache_max_bytes,
+    )
+    try:
+        if args.command == "run":
+            from wasmlet_agent.standalone import run
+
+            return asyncio.run(run(args.files, config))
+        from wasmlet_agent.node import run_node
+
+        return asyncio.run(run_node(args, config))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""The `wasmlet` command: a local cluster, standalone runs, and a view of apps and nodes.
+
+wasmlet dev up                 local control plane + operator + node agents
+wasmlet run app.yaml           run WasmApp manifests on this machine, no cluster
+wasmlet status                 apps, nodes and instances of the cluster in KUBECONFIG
+wasmlet logs APP               instance logs, read from the agents
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def _usage() -> int:
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help"):
+        return _usage() if not args else (print(__doc__) or 0)
+    command, rest = args[0], args[1:]
+    if command == "dev":
+        from wasmlet.devstack import main as dev_main
+
+        return dev_main(rest)
+    if command == "run":
+        from wasmlet_agent.main import main as agent_main
+
+        return agent_main(["run", *rest])
+    if command in ("status", "logs"):
+        from wasmlet.inspect import main as inspect_main
+
+        return inspect_main([command, *rest])
+    print(f"wasmlet: unknown command {command!r}", file=sys.stderr)
+    return _usage()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
