@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     if command == "run":
         from wasmlet_agent.main import main as agent_main
 
-        return agent_main(["run", *rest])
+        code: int = agent_main(["run", *rest])
+        return code
     if command in ("status", "logs"):
         from wasmlet.inspect import main as inspect_main
 

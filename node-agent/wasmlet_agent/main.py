@@ -28,7 +28,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         s = sub.add_parser(name, help=help_)
         s.add_argument("--node-name", default=socket.gethostname())
         s.add_argument("--address", default="127.0.0.1", help="address HTTP apps listen on")
-        s.add_argument("--api-address", default="127.0.0.1")
+        s.add_argument("--api-address", default=None, help="default: --address")
         s.add_argument("--api-port", type=int, default=0, help="health/metrics/logs port")
         s.add_argument("--cache-dir", type=Path, default=_default_cache())
         s.add_argument("--cache-max-bytes", type=int, default=2 * 1024**3)
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     config = RunnerConfig(
         node=args.node_name,
         address=args.address,
-        api_address=args.api_address,
+        api_address=args.api_address or args.address,
         api_port=args.api_port,
         cache_dir=args.cache_dir,
         cache_max_bytes=args.cache_max_bytes,

@@ -54,6 +54,7 @@ _OUTCOME_REASON = {
     Outcome.OUT_OF_MEMORY: Reason.OUT_OF_MEMORY,
     Outcome.OUT_OF_FUEL: Reason.OUT_OF_FUEL,
     Outcome.FAILED_TO_START: Reason.INVALID_MODULE,
+    Outcome.CANCELLED: Reason.STOPPED,
 }
 
 

@@ -1,0 +1,405 @@
+"""Running one WASI instance under its limits and reporting, as plain data, how it ended."""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import itertools
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, NamedTuple, Protocol
+
+import wasmtime
+from wasmtime import _bindings, _ffi, _wasi
+
+from wasmlet_agent.runtime.modules import LoadedModule
+
+# An unlimited instance still needs an epoch deadline (the default is "now"); ~89 years of
+# 10 ms ticks, far from overflowing the u64 epoch counter.
+_NO_DEADLINE_TICKS = 1 << 48
+_NO_FUEL_LIMIT = (1 << 63) - 1
+# A guest that ends abnormally within this fraction of its memory limit ran out of memory:
+# memory.grow past the limit returns -1 to the guest, which then fails its own way.
+_OOM_HEADROOM_FRACTION = 8
+_OOM_MIN_HEADROOM = 1 << 16
+
+Sink = Callable[[bytes], None]
+
+
+class Outcome(StrEnum):
+    EXITED = "Exited"  # _start returned or proc_exit was called; see exit_code
+    TRAPPED = "Trapped"
+    TIMED_OUT = "TimedOut"
+    OUT_OF_MEMORY = "OutOfMemory"
+    OUT_OF_FUEL = "OutOfFuel"
+    FAILED_TO_START = "FailedToStart"
+    CANCELLED = "Cancelled"  # stopped through its Cancel token
+
+
+class PreopenLike(Protocol):
+    @property
+    def host_path(self) -> str | os.PathLike[str]: ...
+    @property
+    def guest_path(self) -> str: ...
+    @property
+    def writable(self) -> bool: ...
+
+
+class Preopen(NamedTuple):
+    """A host directory the guest sees at guest_path; read-only unless writable."""
+
+    host_path: str | os.PathLike[str]
+    guest_path: str
+    writable: bool = False
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    """What one instance gets. Nothing of the host is visible unless it is listed here."""
+
+    args: Sequence[str] = ()  # argv[1:]
+    env: Mapping[str, str] = field(default_factory=dict)
+    preopens: Sequence[PreopenLike] = ()
+    memory_limit_bytes: int | None = None  # per linear memory
+    timeout_seconds: float | None = None  # wall clock from instantiation; None = unlimited
+    fuel: int | None = None  # instruction budget; needs EngineConfig.consume_fuel
+    stdin_path: str | None = None  # e.g. /proc/self/fd/N of a memfd; None = empty stdin
+    stdout: Sink | None = None  # called on a wasmtime I/O thread per write; None discards
+    stderr: Sink | None = None
+    stdout_path: str | None = None  # instead of a sink: a file, created or truncated
+    stderr_path: str | None = None
+    program_name: str = "main.wasm"  # argv[0]
+
+
+@dataclass(frozen=True)
+class InstanceResult:
+    outcome: Outcome
+    exit_code: int | None = None  # set when the guest exited (also for OUT_OF_MEMORY exits)
+    message: str = ""  # the trap or error, first line the cause
+    detail: str = ""  # wasmtime's full text including the wasm backtrace
+    instantiate_seconds: float = 0.0
+    run_seconds: float = 0.0
+    peak_memory_bytes: int = 0  # linear memory never shrinks: its final size is the peak
+
+    @property
+    def succeeded(self) -> bool:
+        return self.outcome is Outcome.EXITED and self.exit_code == 0
+
+
+class Cancel:
+    """Stops a running instance from another thread.
+
+    The guest stops at its next epoch check after cancel(): within `check_ticks` ticks while
+    it computes, or when a blocking host call (a sleep, a read) returns. Subclasses may
+    override `should_stop`, which is polled on the guest's thread, to stop on a condition.
+    """
+
+    check_ticks = 5
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.reason = "cancelled"
+
+    def cancel(self, reason: str = "cancelled") -> None:
+        if not self._event.is_set():
+            self.reason = reason
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def should_stop(self) -> bool:
+        return self._event.is_set()
+
+
+class _Watch:
+    """Per-run state the epoch callback reads; it runs on the guest's own thread."""
+
+    __slots__ = ("cancel", "deadline", "reason", "tick")
+
+    def __init__(self, deadline: float | None, cancel: Cancel | None, tick: float) -> None:
+        self.deadline = deadline
+        self.cancel = cancel
+        self.tick = tick
+        self.reason: Outcome | None = None
+
+    def first_ticks(self) -> int:
+        if self.deadline is None:
+            return self._cancel_ticks()
+        return self._ticks_until(self.deadline - time.monotonic())
+
+    def _cancel_ticks(self) -> int:
+        return max(1, self.cancel.check_ticks) if self.cancel is not None else _NO_DEADLINE_TICKS
+
+    def _ticks_until(self, remaining: float) -> int:
+        return min(max(1, math.ceil(remaining / self.tick)), self._cancel_ticks())
+
+    def check(self) -> int:
+        """0 = stop now (reason set), else how many more ticks to run."""
+        if self.cancel is not None and self.cancel.should_stop():
+            self.reason = Outcome.CANCELLED
+            return 0
+        if self.deadline is None:
+            return self._cancel_ticks()
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            self.reason = Outcome.TIMED_OUT
+            return 0
+        return self._ticks_until(remaining)
+
+
+# Watches by handle; the C callback gets the handle as its env pointer.
+_WATCHES: dict[int, _Watch] = {}
+_WATCH_IDS = itertools.count(1)
+_CallbackType = _bindings._wasmtime_store_epoch_deadline_callback.argtypes[1]
+_FinalizerType = _bindings._wasmtime_store_epoch_deadline_callback.argtypes[3]
+_UPDATE_DEADLINE_CONTINUE = 0
+
+
+def _on_epoch_deadline(_ctx: Any, env: int | None, delta: Any, kind: Any) -> int:
+    try:
+        watch = _WATCHES[env or 0]
+        ticks = watch.check()
+    except Exception as err:  # never let an exception unwind into wasmtime
+        ticks, message = 0, f"wasmlet: epoch callback failed: {err}"
+    else:
+        message = f"wasmlet: {watch.reason}"
+    if ticks == 0:
+        error = _ffi.wasmtime_error_new(message.encode())
+        return ctypes.cast(error, ctypes.c_void_p).value or 0
+    delta[0] = ticks
+    kind[0] = _UPDATE_DEADLINE_CONTINUE
+    return 0
+
+
+def _on_store_dropped(env: int | None) -> None:
+    _WATCHES.pop(env or 0, None)
+
+
+_EPOCH_CALLBACK = _CallbackType(_on_epoch_deadline)
+_EPOCH_FINALIZER = _FinalizerType(_on_store_dropped)
+
+
+def _split_message(text: str) -> tuple[str, str]:
+    """(cause, full text): wasmtime puts the cause after 'Caused by:' below the backtrace."""
+    full = text.strip()
+    _, sep, cause = full.rpartition("Caused by:")
+    cause = (cause if sep else full).strip()
+    return cause.splitlines()[0].strip() if cause else full, full
+
+
+def _linear_memory_bytes(instance: wasmtime.Instance, store: wasmtime.Store) -> int:
+    total = 0
+    for item in instance.exports(store).by_index:
+        if isinstance(item, wasmtime.Memory):
+            total += item.data_len(store)
+    return total
+
+
+def _near_limit(peak: int, limit: int | None) -> bool:
+    if limit is None:
+        return False
+    return peak + max(limit // _OOM_HEADROOM_FRACTION, _OOM_MIN_HEADROOM) >= limit
+
+
+def _check_strings(spec: InstanceSpec) -> None:
+    # WASI passes these as C strings: a NUL would silently cut them short.
+    for i, arg in enumerate([spec.program_name, *spec.args]):
+        if "\0" in arg:
+            raise _StartError(f"argument {i} contains a NUL byte")
+    for name, value in spec.env.items():
+        if not name or "=" in name or "\0" in name:
+            raise _StartError(f"env name {name!r} must be non-empty without '=' or NUL")
+        if "\0" in value:
+            raise _StartError(f"env {name}: the value contains a NUL byte")
+
+
+def _configure_wasi(spec: InstanceSpec) -> wasmtime.WasiConfig:
+    _check_strings(spec)
+    wasi = wasmtime.WasiConfig()
+    wasi.argv = [spec.program_name, *spec.args]
+    wasi.env = list(spec.env.items())
+    for p in spec.preopens:
+        host = os.fspath(p.host_path)
+        if not os.path.isdir(host):
+            raise _StartError(f"preopen {p.guest_path}: host directory {host} does not exist")
+        try:
+            wasi.preopen_dir(host, p.guest_path, p.writable)
+        except wasmtime.WasmtimeError as err:
+            raise _StartError(f"preopen {p.guest_path}: cannot open {host}: {err}") from err
+    if spec.stdin_path is not None:
+        try:
+            wasi.stdin_file = spec.stdin_path
+        except wasmtime.WasmtimeError as err:
+            raise _StartError(f"stdin {spec.stdin_path}: {err}") from err
+    for stream, sink, path in (
+        ("stdout", spec.stdout, spec.stdout_path),
+        ("stderr", spec.stderr, spec.stderr_path),
+    ):
+        if sink is not None and path is not None:
+            raise _StartError(f"{stream}: give a sink or a path, not both")
+        try:
+            if sink is not None:
+                _watch_output_finalizers()
+                setattr(wasi, f"{stream}_custom", sink)
+            elif path is not None:
+                setattr(wasi, f"{stream}_file", path)
+        except wasmtime.WasmtimeError as err:
+            raise _StartError(f"{stream} {path}: {err}") from err
+    return wasi
+
+
+_finalizer_watch_registered = False
+
+
+def _watch_output_finalizers() -> None:
+    global _finalizer_watch_registered
+    if not _finalizer_watch_registered:
+        _finalizer_watch_registered = True
+        atexit.register(_drain_output_finalizers)
+
+
+def _drain_output_finalizers(timeout: float = 2.0) -> None:
+    """Wait at exit until wasmtime has released every stdout/stderr callback.
+
+    wasmtime drops a closed store's output streams on one of its I/O threads a little later;
+    if that lands during interpreter shutdown the thread is killed mid-Rust and aborts the
+    process. The bindings' slab of live callbacks empties once all are released.
+    """
+    handles = _wasi.CUSTOM_OUTPUTS.handles
+    deadline = time.monotonic() + timeout
+    while handles and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+class _StartError(Exception):
+    pass
+
+
+def run_instance(
+    module: LoadedModule, spec: InstanceSpec, cancel: Cancel | None = None
+) -> InstanceResult:
+    """Instantiate `module` per `spec`, run `_start` to the end and report how it ended.
+
+    Blocks until the guest ends: call it from a worker thread. Never raises for anything the
+    guest or the spec does; those come back as an Outcome.
+    """
+    engine = module.engine
+    limit = spec.memory_limit_bytes
+    t0 = time.perf_counter()
+    if cancel is not None and cancel.cancelled:
+        return InstanceResult(Outcome.CANCELLED, message=f"{cancel.reason} before start")
+    if limit is not None and limit < module.min_memory_bytes:
+        return InstanceResult(
+            Outcome.OUT_OF_MEMORY,
+            message=(
+                f"memory limit {limit} bytes is below the {module.min_memory_bytes} bytes "
+                "the module declares as its initial memory; raise the limit"
+            ),
+        )
+    if spec.fuel is not None and not engine.config.consume_fuel:
+        return InstanceResult(
+            Outcome.FAILED_TO_START,
+            message="a fuel limit needs an engine built with EngineConfig(consume_fuel=True)",
+        )
+
+    store = wasmtime.Store(engine.engine)
+    try:
+        try:
+            store.set_wasi(_configure_wasi(spec))
+        except _StartError as err:
+            return InstanceResult(Outcome.FAILED_TO_START, message=str(err))
+        if engine.config.consume_fuel:
+            store.set_fuel(spec.fuel if spec.fuel is not None else _NO_FUEL_LIMIT)
+        if limit is not None:
+            store.set_limits(memory_size=limit)
+        watch: _Watch | None = None
+        if spec.timeout_seconds is not None or cancel is not None:
+            deadline = None
+            if spec.timeout_seconds is not None:
+                deadline = time.monotonic() + spec.timeout_seconds
+            watch = _Watch(deadline, cancel, engine.tick_seconds)
+            handle = next(_WATCH_IDS)
+            _WATCHES[handle] = watch
+            _bindings.wasmtime_store_epoch_deadline_callback(
+                store.ptr(), _EPOCH_CALLBACK, handle, _EPOCH_FINALIZER
+            )
+            store.set_epoch_deadline(watch.first_ticks())
+        else:
+            store.set_epoch_deadline(_NO_DEADLINE_TICKS)
+
+        try:
+            instance = module.pre.instantiate(store)
+        except (wasmtime.Trap, wasmtime.WasmtimeError) as err:
+            cause, full = _split_message(str(err))
+            outcome = Outcome.TRAPPED if isinstance(err, wasmtime.Trap) else Outcome.FAILED_TO_START
+            if limit is not None and "memory" in cause and "limit" in cause:
+                outcome = Outcome.OUT_OF_MEMORY
+            return InstanceResult(
+                outcome,
+                message=cause,
+                detail=full,
+                instantiate_seconds=time.perf_counter() - t0,
+            )
+        start = instance.exports(store)["_start"]
+        assert isinstance(start, wasmtime.Func)  # checked when the module was loaded
+        t1 = time.perf_counter()
+        exit_code: int | None = None
+        error: Exception | None = None
+        try:
+            start(store)
+            exit_code = 0
+        except wasmtime.ExitTrap as err:
+            exit_code = err.code
+        except (wasmtime.Trap, wasmtime.WasmtimeError) as err:
+            error = err
+        t2 = time.perf_counter()
+        peak = _linear_memory_bytes(instance, store)
+
+        def result(outcome: Outcome, message: str = "", detail: str = "") -> InstanceResult:
+            return InstanceResult(
+                outcome,
+                exit_code=exit_code,
+                message=message,
+                detail=detail,
+                instantiate_seconds=t1 - t0,
+                run_seconds=t2 - t1,
+                peak_memory_bytes=peak,
+            )
+
+        if error is None:
+            if exit_code != 0 and _near_limit(peak, limit):
+                return result(
+                    Outcome.OUT_OF_MEMORY,
+                    f"exited with {exit_code} after its memory reached {peak} of the "
+                    f"{limit} bytes allowed",
+                )
+            return result(Outcome.EXITED)
+
+        cause, full = _split_message(str(error))
+        code = error.trap_code if isinstance(error, wasmtime.Trap) else None
+        if watch is not None and watch.reason is not None:
+            outcome = watch.reason
+            if outcome is Outcome.TIMED_OUT:
+                cause = f"timed out after {spec.timeout_seconds} s"
+            elif cancel is not None:
+                cause = cancel.reason
+        elif code is wasmtime.TrapCode.OUT_OF_FUEL:
+            outcome = Outcome.OUT_OF_FUEL
+        elif code is wasmtime.TrapCode.INTERRUPT:
+            outcome = Outcome.TIMED_OUT
+        elif _near_limit(peak, limit):
+            outcome = Outcome.OUT_OF_MEMORY
+            cause = f"{cause} (memory at {peak} of the {limit} bytes allowed)"
+        else:
+            outcome = Outcome.TRAPPED
+        return result(outcome, cause, full)
+    finally:
+        # Drop the store (and its WASI output callbacks) now, not at interpreter exit.
+        store.close()

@@ -1,0 +1,225 @@
+"""Starting wasmlet's own components next to a cluster: registry, operator, node agents.
+
+Used by `wasmlet dev up` and by the end-to-end test fixtures, so both run the product the
+same way: separate processes, each with its own identity (the operator's ServiceAccount
+token; each agent's token bound to its own Node object).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from wasmlet.api.constants import SYSTEM_NAMESPACE
+from wasmlet.devcluster.identities import ClusterEndpoint, write_kubeconfig
+from wasmlet.devcluster.processes import ManagedProcess, ProcessError, wait_until
+
+OPERATOR_SA = "wasmlet-operator"
+AGENT_SA = "wasmlet-agent"
+
+
+def ensure_node(api: client.ApiClient, node: str, labels: dict[str, str] | None = None) -> str:
+    """The v1 Node an agent's credentials are bound to (a kind cluster already has them).
+
+    Returns its uid. Without a kubelet nothing else happens to it: it is only an identity.
+    """
+    core = client.CoreV1Api(api)
+    obj: Any
+    try:
+        obj = core.read_node(node)
+        return str(obj.metadata.uid)
+    except ApiException as e:
+        if e.status != 404:
+            raise
+    body = client.V1Node(
+        metadata=client.V1ObjectMeta(
+            name=node, labels={"wasmlet.dev/agent": "true", **(labels or {})}
+        )
+    )
+    try:
+        obj = core.create_node(body)
+        return str(obj.metadata.uid)
+    except ApiException as e:
+        if e.status != 409:
+            raise
+        obj = core.read_node(node)
+        return str(obj.metadata.uid)
+
+
+def agent_token(api: client.ApiClient, node: str, seconds: int = 86400) -> str:
+    """A wasmlet-agent token bound to Node `node`: the API server records the node name in it,
+    and the admission policy in deploy/ limits the agent to that node's objects."""
+    uid = ensure_node(api, node)
+    body = client.AuthenticationV1TokenRequest(
+        spec=client.V1TokenRequestSpec(
+            audiences=[],
+            expiration_seconds=seconds,
+            bound_object_ref=client.V1BoundObjectReference(
+                api_version="v1", kind="Node", name=node, uid=uid
+            ),
+        )
+    )
+    resp: Any = client.CoreV1Api(api).create_namespaced_service_account_token(
+        AGENT_SA, SYSTEM_NAMESPACE, body
+    )
+    return str(resp.status.token)
+
+
+def operator_token(api: client.ApiClient, seconds: int = 86400) -> str:
+    body = client.AuthenticationV1TokenRequest(
+        spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=seconds)
+    )
+    resp: Any = client.CoreV1Api(api).create_namespaced_service_account_token(
+        OPERATOR_SA, SYSTEM_NAMESPACE, body
+    )
+    return str(resp.status.token)
+
+
+def kubeconfig_with(path: Path, endpoint: ClusterEndpoint, token: str, name: str) -> Path:
+    return write_kubeconfig(
+        path,
+        endpoint.server,
+        endpoint.ca_data,
+        token,
+        name=name,
+        insecure_skip_tls_verify=endpoint.insecure_skip_tls_verify,
+    )
+
+
+@dataclass
+class AgentProcess:
+    node: str
+    address: str
+    process: ManagedProcess
+    kubeconfig: Path
+    cache_dir: Path
+    args: list[str]
+
+    def restart(self) -> None:
+        self.process = ManagedProcess.start(f"agent {self.node}", self.args, self.process.log_path)
+
+
+def start_operator(
+    workdir: Path,
+    kubeconfig: Path,
+    *,
+    node_grace_seconds: float = 20.0,
+    extra: tuple[str, ...] = (),
+) -> ManagedProcess:
+    argv = [
+        sys.executable, "-m", "wasmlet_operator.main",
+        "--kubeconfig", str(kubeconfig),
+        "--node-grace-seconds", str(node_grace_seconds),
+        *extra,
+    ]  # fmt: skip
+    return ManagedProcess.start("wasmlet-operator", argv, workdir / "logs" / "operator.log")
+
+
+def agent_argv(
+    node: str, address: str, kubeconfig: Path, cache_dir: Path, labels: dict[str, str]
+) -> list[str]:
+    return [
+        sys.executable, "-m", "wasmlet_agent.main", "node",
+        "--node-name", node,
+        "--address", address,
+        "--kubeconfig", str(kubeconfig),
+        "--cache-dir", str(cache_dir),
+        "--labels", ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
+        "--heartbeat-seconds", "1",
+    ]  # fmt: skip
+
+
+def start_agent(
+    workdir: Path,
+    api: client.ApiClient,
+    endpoint: ClusterEndpoint,
+    node: str,
+    address: str,
+    labels: dict[str, str] | None = None,
+) -> AgentProcess:
+    kubeconfig = kubeconfig_with(
+        workdir / "identities" / f"{node}.kubeconfig", endpoint, agent_token(api, node), node
+    )
+    cache_dir = workdir / "agents" / node
+    argv = agent_argv(node, address, kubeconfig, cache_dir, labels or {})
+    proc = ManagedProcess.start(f"agent {node}", argv, workdir / "logs" / f"{node}.log")
+    return AgentProcess(node, address, proc, kubeconfig, cache_dir, argv)
+
+
+def start_registry(workdir: Path, port: int) -> ManagedProcess:
+    """Debian's docker-registry (the CNCF Distribution registry) on 127.0.0.1:port."""
+    config = workdir / "registry" / "config.yml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(
+        "version: 0.1\n"
+        "log: {level: warn}\n"
+        f"storage: {{filesystem: {{rootdirectory: {workdir / 'registry' / 'data'}}}, "
+        "delete: {enabled: true}}\n"
+        f"http: {{addr: '127.0.0.1:{port}', debug: {{addr: ''}}}}\n"
+    )
+    binary = "/usr/bin/docker-registry"
+    if not Path(binary).exists():
+        raise ProcessError("docker-registry is missing: apt-get install docker-registry")
+    proc = ManagedProcess.start("registry", [binary, "serve", str(config)],
+                                workdir / "logs" / "registry.log")  # fmt: skip
+
+    def up() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1):
+                return True
+        except OSError:
+            return False
+
+    try:
+        wait_until(up, what=f"registry on 127.0.0.1:{port}", timeout=15, watch=[proc])
+    except ProcessError:
+        proc.stop()
+        raise
+    return proc
+
+
+def wait_for_nodes(api: client.ApiClient, nodes: list[str], timeout: float = 60) -> None:
+    """Until every agent has registered and reported its address."""
+    custom = client.CustomObjectsApi(api)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        items: Any = custom.list_cluster_custom_object("wasmlet.dev", "v1alpha1", "wasmnodes")
+        ready = {
+            i["metadata"]["name"]
+            for i in items.get("items", [])
+            if (i.get("status") or {}).get("address")
+        }
+        if set(nodes) <= ready:
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"nodes {nodes} did not register within {timeout}s")
+
+
+def agent_api(api: client.ApiClient, node: str) -> str:
+    """Base URL of a node agent's API (health, metrics, logs), from its WasmNode."""
+    obj: Any = client.CustomObjectsApi(api).get_cluster_custom_object(
+        "wasmlet.dev", "v1alpha1", "wasmnodes", node
+    )
+    status = obj.get("status") or {}
+    return f"http://{status['address']}:{status['agentPort']}"
+
+
+def http_get(url: str, timeout: float = 5) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def dumps(obj: object) -> str:
+    return json.dumps(obj, indent=2)
