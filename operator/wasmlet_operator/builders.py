@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -68,11 +69,25 @@ def build_service(app: Mapping[str, Any], port: int) -> dict[str, Any]:
     }
 
 
+def _routable_ipv4(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return ip.version == 4 and not ip.is_loopback
+
+
 def build_endpoint_slice(
     app: Mapping[str, Any], port: int, endpoints: Sequence[tuple[str, str, bool]]
 ) -> dict[str, Any]:
-    """endpoints: (node, address, ready) of every agent that has instances of the app."""
+    """endpoints: (node, address, ready) of every agent that has instances of the app.
+
+    The API server refuses loopback addresses in EndpointSlices, so when agents listen on
+    loopback (the local stack) the slice names them by node (addressType FQDN) and clients
+    use the addresses in WasmApp status.endpoints instead.
+    """
     name = app["metadata"]["name"]
+    ipv4 = all(_routable_ipv4(address) for _, address, _ in endpoints)
     return {
         "apiVersion": "discovery.k8s.io/v1",
         "kind": "EndpointSlice",
@@ -86,10 +101,14 @@ def build_endpoint_slice(
             },
             "ownerReferences": [owner_reference(app)],
         },
-        "addressType": "IPv4",
+        "addressType": "IPv4" if ipv4 else "FQDN",
         "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
         "endpoints": [
-            {"addresses": [address], "conditions": {"ready": ready}, "hostname": node}
+            {
+                "addresses": [address if ipv4 else node],
+                "conditions": {"ready": ready},
+                "hostname": node,
+            }
             for node, address, ready in sorted(endpoints)
         ],
     }

@@ -58,6 +58,9 @@ async def run(args: argparse.Namespace) -> int:
     state = ClusterState(node_grace_seconds=args.node_grace_seconds)
     registry = build_registry(Kube(api_client), state, args.resync_seconds)
 
+    if args.kubeconfig:
+        os.environ["KUBECONFIG"] = args.kubeconfig  # kopf's kubeconfig login reads it
+
     @kopf.on.login(registry=registry)
     def login(**kwargs: object) -> kopf.ConnectionInfo | None:
         if args.kubeconfig:

@@ -110,6 +110,12 @@ class Reconciler:
         if len(digests) == 1:
             module = f"{module}@{next(iter(digests))}"
         status, conditions = aggregate(meta["name"], spec.replicas, decision, reports, module)
+        if spec.http is not None:
+            status["endpoints"] = sorted(
+                f"{address}:{spec.http.port}"
+                for r in reports
+                if r.ready > 0 and (address := self.state.address_of(r.node)) is not None
+            )
         await self._write_status(app, status, conditions, now)
 
     async def _write_placements(

@@ -30,10 +30,18 @@ def test_placement_is_owned_labelled_and_named_per_node() -> None:
 
 
 def test_endpoint_slice_lists_agents_sorted() -> None:
-    s = build_endpoint_slice(APP, 8080, [("n2", "127.0.1.2", False), ("n1", "127.0.1.1", True)])
+    s = build_endpoint_slice(APP, 8080, [("n2", "10.0.0.2", False), ("n1", "10.0.0.1", True)])
     assert s["metadata"]["labels"]["kubernetes.io/service-name"] == "web"
-    assert [e["addresses"][0] for e in s["endpoints"]] == ["127.0.1.1", "127.0.1.2"]
+    assert s["addressType"] == "IPv4"
+    assert [e["addresses"][0] for e in s["endpoints"]] == ["10.0.0.1", "10.0.0.2"]
     assert [e["conditions"]["ready"] for e in s["endpoints"]] == [True, False]
+
+
+def test_endpoint_slice_names_loopback_agents_by_node() -> None:
+    # The API server refuses loopback IPs in EndpointSlices (the local stack's agents).
+    s = build_endpoint_slice(APP, 8080, [("n1", "127.0.1.1", True)])
+    assert s["addressType"] == "FQDN"
+    assert s["endpoints"][0]["addresses"] == ["n1"]
 
 
 def test_revision_ignores_scaling_and_placement_fields() -> None:
