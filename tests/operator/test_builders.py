@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from wasmlet.api.revisions import revision_of, template_of
 from wasmlet_operator.builders import build_endpoint_slice, build_placement, placement_name
 from wasmlet_operator.leader import LeaseView, may_acquire
 from wasmlet_operator.nodes import lease_fresh, node_from
-from wasmlet.api.revisions import revision_of, template_of
 
 APP = {"metadata": {"name": "web", "namespace": "team", "uid": "u-1"}}
 
