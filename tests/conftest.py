@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.cluster",
     "tests.fixtures.guests",
     "tests.fixtures.registry",
+    "tests.fixtures.stack",
 ]

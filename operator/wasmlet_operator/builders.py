@@ -83,7 +83,8 @@ def build_endpoint_slice(
     """endpoints: (node, address, ready) of every agent that has instances of the app.
 
     The API server refuses loopback addresses in EndpointSlices, so when agents listen on
-    loopback (the local stack) the slice names them by node (addressType FQDN) and clients
+    loopback (the local stack) the slice names them by node (addressType FQDN,
+    <node>.wasmlet.internal) and clients
     use the addresses in WasmApp status.endpoints instead.
     """
     name = app["metadata"]["name"]
@@ -105,7 +106,7 @@ def build_endpoint_slice(
         "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
         "endpoints": [
             {
-                "addresses": [address if ipv4 else node],
+                "addresses": [address if ipv4 else f"{node}.wasmlet.internal"],
                 "conditions": {"ready": ready},
                 "hostname": node,
             }

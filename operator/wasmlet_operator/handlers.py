@@ -94,8 +94,9 @@ def build_registry(
                     await reconciler.reconcile(body)
                 except ApiException as e:
                     log.warning(
-                        "reconcile %s/%s failed: %s %s", namespace, name, e.status, e.reason
-                    )
+                        "reconcile %s/%s failed: %s %s: %s",
+                        namespace, name, e.status, e.reason, (e.body or "")[:600],
+                    )  # fmt: skip
                     await asyncio.sleep(1)
                     continue
                 with contextlib.suppress(TimeoutError):

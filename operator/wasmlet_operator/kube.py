@@ -54,6 +54,7 @@ class Kube:
                 WASMPLACEMENTS,
                 name,
                 patch,
+                _content_type="application/json-patch+json",
             )
             return cast(Mapping[str, Any], updated)
         except ApiException as e:

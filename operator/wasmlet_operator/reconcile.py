@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
+
 from wasmlet.api.constants import ConditionType, Mode
 from wasmlet.api.revisions import revision_of, template_of
 from wasmlet.api.spec import SpecError, parse_spec
@@ -94,7 +96,11 @@ class Reconciler:
             )
         )
         await self._write_placements(app, key, decision, existing, revision, template, switch, now)
-        await self._write_service(app, key, spec.mode, spec.http.port if spec.http else 0, now)
+        try:
+            await self._write_service(app, key, spec.mode, spec.http.port if spec.http else 0, now)
+        except ApiException as e:  # the app's status still gets written
+            log.warning("service of %s/%s: %s %s", *key, e.status, (e.body or "")[:300])
+            self.event(app, "Warning", "ServiceFailed", f"Service/EndpointSlice: {e.reason}")
         reports = [
             PlacementReport(
                 node,

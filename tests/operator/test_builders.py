@@ -41,7 +41,7 @@ def test_endpoint_slice_names_loopback_agents_by_node() -> None:
     # The API server refuses loopback IPs in EndpointSlices (the local stack's agents).
     s = build_endpoint_slice(APP, 8080, [("n1", "127.0.1.1", True)])
     assert s["addressType"] == "FQDN"
-    assert s["endpoints"][0]["addresses"] == ["n1"]
+    assert s["endpoints"][0]["addresses"] == ["n1.wasmlet.internal"]
 
 
 def test_revision_ignores_scaling_and_placement_fields() -> None:
