@@ -241,7 +241,7 @@ class NodeAgent:
                     last_status = time.monotonic()
                 self.heartbeat_ok = True
                 self.runner.ready = True
-            except (ApiException, OSError) as e:
+            except Exception as e:  # API or connection errors (e.g. the API server restarts)
                 self.heartbeat_ok = False
                 log.warning("heartbeat failed: %s", e)
             await asyncio.sleep(self.args.heartbeat_seconds)
@@ -348,7 +348,7 @@ class NodeAgent:
             except ApiException as e:
                 if e.status != 404:
                     log.warning("status of placement %s/%s: %s %s", *key, e.status, e.reason)
-            except OSError as e:
+            except Exception as e:  # connection errors: the next report retries
                 log.warning("status of placement %s/%s: %s", *key, e)
 
     def post_event(self, key: AppKey, type_: str, reason: str, message: str) -> None:
@@ -386,7 +386,7 @@ class NodeAgent:
         )
         try:
             self.core.create_namespaced_event(key[0], body)
-        except (ApiException, OSError) as e:
+        except Exception as e:  # events are best effort
             log.debug("event %s: %s", reason, e)
 
 
@@ -431,7 +431,7 @@ async def run_node(args: argparse.Namespace, cfg: RunnerConfig) -> int:
         try:
             await asyncio.to_thread(node.register)
             break
-        except (ApiException, OSError) as e:
+        except Exception as e:
             log.warning("registering node %s failed (attempt %d): %s", cfg.node, attempt + 1, e)
             await asyncio.sleep(1)
     else:

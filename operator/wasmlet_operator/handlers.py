@@ -79,7 +79,7 @@ def build_registry(
         if state.node_ready(name, datetime.now(UTC)) != before:
             state.wake_all()
 
-    @kopf.daemon(GROUP, VERSION, WASMAPPS, registry=registry, cancellation_timeout=5.0)
+    @kopf.daemon(GROUP, VERSION, WASMAPPS, registry=registry, cancellation_timeout=5.0, backoff=1.0)
     async def run_app(
         namespace: str | None, name: str, body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any
     ) -> None:
@@ -97,6 +97,10 @@ def build_registry(
                         "reconcile %s/%s failed: %s %s: %s",
                         namespace, name, e.status, e.reason, (e.body or "")[:600],
                     )  # fmt: skip
+                    await asyncio.sleep(1)
+                    continue
+                except Exception as e:  # e.g. the API server is restarting: retry soon
+                    log.warning("reconcile %s/%s failed: %s", namespace, name, e)
                     await asyncio.sleep(1)
                     continue
                 with contextlib.suppress(TimeoutError):

@@ -102,7 +102,7 @@ class LeaderElector:
                 if await asyncio.to_thread(self._try_acquire_or_renew):
                     log.info("became leader as %s", self.identity)
                     return
-            except (ApiException, OSError) as e:
+            except Exception as e:  # API errors, connection errors while it restarts
                 log.warning("leader election: %s", e)
             await asyncio.sleep(self.duration / 5)
 
@@ -117,7 +117,7 @@ class LeaderElector:
                     continue
                 log.error("leader election: lease taken by another replica")
                 return
-            except (ApiException, OSError) as e:
+            except Exception as e:  # keep trying until the lease duration runs out
                 log.warning("leader election: renewal failed: %s", e)
             if (_now() - last_ok).total_seconds() > self.duration:
                 log.error("leader election: could not renew for %ss", self.duration)

@@ -95,7 +95,13 @@ class Reconciler:
                 spec.replicas,
             )
         )
-        await self._write_placements(app, key, decision, existing, revision, template, switch, now)
+        if ready_nodes or not existing:
+            await self._write_placements(
+                app, key, decision, existing, revision, template, switch, now
+            )
+        # else: every node looks lost at once, which says more about the control plane (or
+        # this operator's view of it) than about the nodes; like the node lifecycle
+        # controller in a full disruption, move nothing until some node is seen again.
         try:
             await self._write_service(app, key, spec.mode, spec.http.port if spec.http else 0, now)
         except ApiException as e:  # the app's status still gets written
@@ -108,6 +114,7 @@ class Reconciler:
                 p["spec"].get("revision", ""),
                 p.get("status") or {},
                 node_ready=node in ready_nodes,
+                generation=(p.get("metadata") or {}).get("generation"),
             )
             for node, p in self.state.placements.get(key, {}).items()
         ]
@@ -115,7 +122,9 @@ class Reconciler:
         digests = {r.status.get("moduleDigest") for r in reports if r.status.get("moduleDigest")}
         if len(digests) == 1:
             module = f"{module}@{next(iter(digests))}"
-        status, conditions = aggregate(meta["name"], spec.replicas, decision, reports, module)
+        status, conditions = aggregate(
+            meta["name"], spec.replicas, decision, reports, module, revision
+        )
         if spec.http is not None:
             status["endpoints"] = sorted(
                 f"{address}:{spec.http.port}"

@@ -25,14 +25,20 @@ class PlacementReport:
         # A node that stopped heartbeating counts as running nothing.
         return int(self.status.get(key) or 0) if self.node_ready else 0
 
+    generation: int | None = None  # metadata.generation of the placement, when known
+
     @property
     def observed(self) -> bool:
         """The agent has reported on the current spec of this placement."""
+        if self.generation is not None and self.status.get("observedGeneration") != self.generation:
+            return False
         return bool(self.status) and self.node_ready
 
     @property
     def ready(self) -> int:
-        return self._count("readyReplicas") if self.observed else 0
+        # Ready instances stay ready while the agent catches up with a new spec (it replaces
+        # them surge-first), so readiness does not wait for observedGeneration.
+        return self._count("readyReplicas")
 
     @property
     def updated(self) -> int:
@@ -40,7 +46,7 @@ class PlacementReport:
 
     @property
     def existing(self) -> int:
-        return self._count("replicas") if self.observed else 0
+        return self._count("replicas")
 
     def failure(self) -> tuple[str, str] | None:
         """(reason, message) of a condition on this placement that says something is wrong."""
@@ -62,10 +68,16 @@ def aggregate(
     placement: Placement,
     reports: Sequence[PlacementReport],
     module: str,
+    revision: str | None = None,
 ) -> tuple[dict[str, Any], list[Condition]]:
-    """Status fields (without conditions) and the wanted conditions."""
+    """Status fields (without conditions) and the wanted conditions.
+
+    Only placements already moved to `revision` (when given) count as updated.
+    """
     ready = sum(r.ready for r in reports)
-    updated = sum(min(r.updated, r.replicas) for r in reports)
+    updated = sum(
+        min(r.updated, r.replicas) for r in reports if revision is None or r.revision == revision
+    )
     existing = sum(r.existing for r in reports)
     status: dict[str, Any] = {
         "replicas": existing,

@@ -71,3 +71,20 @@ def test_merge_keeps_transition_time_when_status_is_unchanged() -> None:
     assert same[0]["lastTransitionTime"] == "t1" and same[0]["reason"] == "Y"
     assert flipped[0]["lastTransitionTime"] == "t3"
     assert flipped[0]["observedGeneration"] == 2
+
+
+def test_old_revision_placements_are_not_updated() -> None:
+    old = PlacementReport("a", 2, "r0", {"replicas": 2, "readyReplicas": 2, "updatedReplicas": 2})
+    new = report("b", 2, 2)
+    status, conds = aggregate("web", 4, Placement({"a": 2, "b": 2}), [old, new], "m", "r1")
+    assert status["readyReplicas"] == 4 and status["updatedReplicas"] == 2
+    assert by_type(conds)["Progressing"].status == "True"
+
+
+def test_stale_status_counts_ready_but_not_updated() -> None:
+    stale = PlacementReport(
+        "a", 2, "r1", {"observedGeneration": 1, "readyReplicas": 2, "updatedReplicas": 2},
+        generation=2,
+    )  # fmt: skip
+    status, _ = aggregate("web", 2, Placement({"a": 2}), [stale], "m", "r1")
+    assert status["readyReplicas"] == 2 and status["updatedReplicas"] == 0

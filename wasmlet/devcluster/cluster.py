@@ -322,6 +322,24 @@ class LocalCluster:
             fix = f"see the log lines above; all logs are in {self.log_dir}"
         return f"the local control plane failed to start: {text}\nhow to fix: {fix}"
 
+    def restart_apiserver(self) -> None:
+        """Stop kube-apiserver and start it again with the same flags (for resilience tests:
+        clients must reconnect and converge)."""
+        index = next(i for i, p in enumerate(self.processes) if p.name == "kube-apiserver")
+        old = self.processes[index]
+        argv = old.argv
+        old.stop()
+        new = ManagedProcess.start("kube-apiserver", argv, old.log_path, cwd=self.workdir)
+        self.processes[index] = new
+        assert self.ca_data is not None
+        tls = ssl.create_default_context(cadata=self.ca_data.decode())
+        wait_until(
+            lambda: _get(f"{self.server}/readyz", tls, self.admin_token),
+            what=f"kube-apiserver to be ready again on {self.server}",
+            timeout=self._start_timeout,
+            watch=[new],
+        )
+
     def check_alive(self) -> None:
         """Raises ClusterStartError naming the first process that has exited."""
         for proc in self.processes:

@@ -83,6 +83,11 @@ class ManagedProcess:
         return cls(name, popen, log_path)
 
     @property
+    def argv(self) -> list[str]:
+        """The command line it was started with (to start it again)."""
+        return [str(a) for a in self._popen.args]  # type: ignore[union-attr]
+
+    @property
     def pid(self) -> int:
         return self._popen.pid
 

@@ -1,0 +1,187 @@
+"""Updates and failures: rollouts keep enough instances ready; lost nodes, killed agents, a
+restarted operator or API server all converge back without duplicate instances."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+import urllib.request
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from tests.fixtures.stack import Stack, free_port, wait_for, wasmapp
+from wasmlet.devcluster.stack import agent_api, http_get
+
+pytestmark = pytest.mark.e2e
+
+
+def status(stack: Stack, ns: str, name: str) -> dict[str, Any]:
+    return dict(stack.app(ns, name).get("status") or {})
+
+
+def converged(stack: Stack, ns: str, name: str, replicas: int) -> bool:
+    app = stack.app(ns, name)
+    st = app.get("status") or {}
+    conds = {c["type"]: c["status"] for c in st.get("conditions") or []}
+    return (
+        st.get("observedGeneration") == app["metadata"]["generation"]
+        and st.get("readyReplicas") == replicas
+        and st.get("updatedReplicas") == replicas
+        and conds.get("Progressing") == "False"
+    )
+
+
+def running_instances(
+    stack: Stack, ns: str, name: str, nodes: list[str] | None = None
+) -> Counter[str]:
+    """Running instances of an app per node, as the agents themselves report them."""
+    counts: Counter[str] = Counter()
+    for node in nodes or list(stack.agents):
+        for a in stack.agent_apps(node):
+            if (a["namespace"], a["name"]) == (ns, name):
+                counts[node] += sum(1 for i in a["instances"] if i["state"] == "Running")
+    return counts
+
+
+class ReadyWatcher:
+    """Samples status.readyReplicas in the background to find its minimum during a change."""
+
+    def __init__(self, stack: Stack, ns: str, name: str) -> None:
+        self.stack, self.ns, self.name = stack, ns, name
+        self.samples: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(Exception):
+                self.samples.append(int(status(self.stack, self.ns, self.name)["readyReplicas"]))
+            time.sleep(0.05)
+
+    def __enter__(self) -> ReadyWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def test_env_change_rolls_over_without_dropping_below_ready(stack: Stack, namespace: str) -> None:
+    spec = {"replicas": 6, "env": [{"name": "V", "value": "1"}]}
+    stack.apply(namespace, wasmapp("roll", stack.modules["long"], **spec))
+    wait_for("6 ready", lambda: converged(stack, namespace, "roll", 6))
+    before = {p["spec"]["revision"] for p in stack.placements(namespace, "roll")}
+    with ReadyWatcher(stack, namespace, "roll") as watcher:
+        stack.apply(namespace, wasmapp("roll", stack.modules["long"], replicas=6,
+                                       env=[{"name": "V", "value": "2"}]))  # fmt: skip
+        time.sleep(0.5)
+        wait_for("rolled over", lambda: converged(stack, namespace, "roll", 6), timeout=60)
+    after = {p["spec"]["revision"] for p in stack.placements(namespace, "roll")}
+    assert len(after) == 1 and after != before
+    # maxUnavailable defaults to 25%: never fewer than 6 - 1 ready during the rollout.
+    assert min(watcher.samples) >= 5, watcher.samples
+    assert sum(running_instances(stack, namespace, "roll").values()) == 6
+
+
+def test_module_change_rolls_to_the_new_digest(stack: Stack, namespace: str, guests: Any) -> None:
+    v1 = stack.push(guests["cgi"], f"e2e/{namespace}/web", "v1")
+    v2 = stack.push(guests["gohello"], f"e2e/{namespace}/web", "v2")
+    port = free_port(stack.agents["e2e-node-1"].address)
+    http = {"mode": "http", "http": {"port": port}, "replicas": 3}
+    stack.apply(namespace, wasmapp("mod", v1, **http))
+    wait_for("v1 ready", lambda: converged(stack, namespace, "mod", 3))
+    first = status(stack, namespace, "mod")["module"]
+    with ReadyWatcher(stack, namespace, "mod") as watcher:
+        stack.apply(namespace, wasmapp("mod", v2, strategy={"maxUnavailable": 1}, **http))
+        wait_for("v2 ready", lambda: converged(stack, namespace, "mod", 3)
+                 and status(stack, namespace, "mod")["module"] != first, timeout=60)  # fmt: skip
+    assert status(stack, namespace, "mod")["module"].startswith(v2 + "@sha256:")
+    assert min(watcher.samples) >= 2, watcher.samples
+    # Every node now answers with the new module (the Go guest).
+    for endpoint in status(stack, namespace, "mod")["endpoints"]:
+        with urllib.request.urlopen(f"http://{endpoint}/", timeout=5) as resp:
+            assert resp.status == 200 and resp.headers["X-Guest"] == "cgi-go"
+
+
+def test_lost_node_is_replaced_and_does_not_duplicate_on_return(
+    stack: Stack, namespace: str
+) -> None:
+    stack.apply(namespace, wasmapp("survivor", stack.modules["long"], replicas=6))
+    wait_for("6 ready", lambda: converged(stack, namespace, "survivor", 6))
+    victim = "e2e-node-3"
+    agent = stack.agents[victim]
+    os.kill(agent.process.pid, signal.SIGKILL)
+    others = [n for n in stack.agents if n != victim]
+    started = time.monotonic()
+    wait_for(
+        "instances rescheduled to the remaining nodes",
+        lambda: (
+            converged(stack, namespace, "survivor", 6)
+            and victim not in {p["spec"]["node"] for p in stack.placements(namespace, "survivor")}
+        ),
+        timeout=60,
+    )
+    moved_after = time.monotonic() - started
+    assert sum(running_instances(stack, namespace, "survivor", others).values()) == 6
+    events = stack.kube.kubectl("get", "events", "-n", namespace).stdout
+    assert "Rescheduled" in events
+    # The node comes back: its placement is gone, so it must not start the old instances.
+    agent.restart()
+    wait_for("agent back", lambda: http_get(f"{agent_api(stack.api, victim)}/healthz")[0] == 200)
+    time.sleep(2)
+    assert running_instances(stack, namespace, "survivor", [victim])[victim] == 0
+    assert sum(running_instances(stack, namespace, "survivor").values()) == 6
+    print(f"lost node's instances ready elsewhere {moved_after:.1f}s after SIGKILL")
+
+
+def test_killed_agent_restores_its_instances_from_cache(stack: Stack, namespace: str) -> None:
+    stack.apply(namespace, wasmapp("phoenix", stack.modules["long"], replicas=3))
+    wait_for("3 ready", lambda: converged(stack, namespace, "phoenix", 3))
+    node = "e2e-node-1"
+    agent = stack.agents[node]
+    os.kill(agent.process.pid, signal.SIGKILL)
+    t0 = time.monotonic()
+    agent.restart()  # within the grace period: the operator keeps the placement
+    wait_for("instance back on the node",
+             lambda: running_instances(stack, namespace, "phoenix", [node])[node] == 1)  # fmt: skip
+    restored = time.monotonic() - t0
+    _, metrics = http_get(f"{agent_api(stack.api, node)}/metrics")
+    text = metrics.decode()
+    # Loaded precompiled from the disk cache: no compile, no pull in the new process.
+    assert 'wasmlet_module_cache_hits_total{kind="compiled"}' in text
+    assert 'wasmlet_module_cache_misses_total{kind="compiled"}' not in text
+    assert sum(running_instances(stack, namespace, "phoenix").values()) == 3
+    print(f"agent restart to instance running again: {restored:.2f}s")
+
+
+def test_operator_restart_mid_rollout_completes(stack: Stack, namespace: str) -> None:
+    stack.apply(namespace, wasmapp("steady", stack.modules["long"], replicas=6,
+                                   env=[{"name": "V", "value": "1"}]))  # fmt: skip
+    wait_for("6 ready", lambda: converged(stack, namespace, "steady", 6))
+    stack.apply(namespace, wasmapp("steady", stack.modules["long"], replicas=6,
+                                   env=[{"name": "V", "value": "2"}],
+                                   strategy={"maxUnavailable": 1}))  # fmt: skip
+    time.sleep(0.3)
+    os.kill(stack.operator.pid, signal.SIGKILL)
+    stack.restart_operator()
+    wait_for("rollout completed", lambda: converged(stack, namespace, "steady", 6), timeout=90)
+    assert len({p["spec"]["revision"] for p in stack.placements(namespace, "steady")}) == 1
+    assert sum(running_instances(stack, namespace, "steady").values()) == 6
+
+
+def test_api_server_restart_components_reconnect(stack: Stack, namespace: str) -> None:
+    if stack.kube.local is None:
+        pytest.skip("restarting the API server needs the local control plane")
+    stack.apply(namespace, wasmapp("reconnect", stack.modules["long"], replicas=2))
+    wait_for("2 ready", lambda: converged(stack, namespace, "reconnect", 2))
+    stack.kube.local.restart_apiserver()
+    stack.kube.kubectl("scale", "wasmapp/reconnect", "-n", namespace, "--replicas=4")
+    wait_for("4 ready after restart", lambda: converged(stack, namespace, "reconnect", 4),
+             timeout=90)  # fmt: skip
+    assert sum(running_instances(stack, namespace, "reconnect").values()) == 4
