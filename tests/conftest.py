@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.guests",
     "tests.fixtures.registry",
     "tests.fixtures.stack",
+    "tests.fixtures.prometheus",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +26,7 @@ from wasmlet.api.constants import (
     WASMPLACEMENTS,
 )
 from wasmlet_operator.kube import Kube
+from wasmlet_operator.metrics import OperatorMetrics
 from wasmlet_operator.reconcile import Reconciler
 from wasmlet_operator.state import ClusterState
 
@@ -91,7 +93,11 @@ def build_registry(
                 if body.metadata.get("deletionTimestamp"):
                     return
                 try:
+                    t0 = time.perf_counter()
                     await reconciler.reconcile(body)
+                    if kube.metrics is not None:
+                        kube.metrics.reconciles.inc()
+                        kube.metrics.reconcile_duration.observe(time.perf_counter() - t0)
                 except ApiException as e:
                     log.warning(
                         "reconcile %s/%s failed: %s %s: %s",
@@ -123,7 +129,9 @@ def build_registry(
     return registry
 
 
-async def watch_heartbeats(state: ClusterState, period: float = 1.0) -> None:
+async def watch_heartbeats(
+    state: ClusterState, period: float = 1.0, metrics: OperatorMetrics | None = None
+) -> None:
     """Lease expiry produces no watch event, so look at the clock (kopf timers would put
     finalizers on WasmNodes, which only their agents may write)."""
     while True:
@@ -132,4 +140,8 @@ async def watch_heartbeats(state: ClusterState, period: float = 1.0) -> None:
             log.info("node %s is %s", node, "ready" if ready else "not ready (no heartbeat)")
         if changed:
             state.wake_all()
+        if metrics is not None:
+            now = datetime.now(UTC)
+            metrics.nodes_ready.set(sum(1 for n in state.nodes if state.node_ready(n, now)))
+            metrics.apps.set(state.app_count())
         await asyncio.sleep(period)

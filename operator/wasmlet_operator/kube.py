@@ -10,10 +10,12 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from wasmlet.api.constants import GROUP, VERSION, WASMAPPS, WASMPLACEMENTS
+from wasmlet_operator.metrics import OperatorMetrics
 
 
 class Kube:
-    def __init__(self, api_client: client.ApiClient) -> None:
+    def __init__(self, api_client: client.ApiClient, metrics: OperatorMetrics | None = None):
+        self.metrics = metrics
         self.custom = client.CustomObjectsApi(api_client)
         self.core = client.CoreV1Api(api_client)
         self.discovery = client.DiscoveryV1Api(api_client)
@@ -21,6 +23,8 @@ class Kube:
 
     async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         self.requests += 1
+        if self.metrics is not None:
+            self.metrics.api_requests.labels(operation=fn.__name__).inc()
         return await asyncio.to_thread(fn, *args, **kwargs)
 
     async def create_placement(self, body: Mapping[str, Any]) -> Mapping[str, Any] | None:

@@ -12,11 +12,13 @@ import uuid
 
 import kopf
 from kubernetes import client, config
+from prometheus_client import CollectorRegistry, start_http_server
 
 from wasmlet.api.constants import SYSTEM_NAMESPACE
 from wasmlet_operator.handlers import build_registry, watch_heartbeats
 from wasmlet_operator.kube import Kube
 from wasmlet_operator.leader import LeaderElector
+from wasmlet_operator.metrics import OperatorMetrics
 from wasmlet_operator.state import ClusterState
 
 log = logging.getLogger("wasmlet.operator")
@@ -36,6 +38,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--lease-seconds", type=int, default=15)
     p.add_argument("--identity", default=f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}")
     p.add_argument("--liveness", default=None, help="e.g. http://127.0.0.1:8081/healthz")
+    p.add_argument("--metrics-address", default="127.0.0.1")
+    p.add_argument("--metrics-port", type=int, default=0, help="Prometheus /metrics; 0: off")
     p.add_argument("-v", "--verbose", action="store_true")
     return p.parse_args(argv)
 
@@ -56,7 +60,10 @@ async def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     await elector.acquire()
     state = ClusterState(node_grace_seconds=args.node_grace_seconds)
-    registry = build_registry(Kube(api_client), state, args.resync_seconds)
+    metrics = OperatorMetrics(CollectorRegistry())
+    if args.metrics_port:
+        start_http_server(args.metrics_port, args.metrics_address, registry=metrics.registry)
+    registry = build_registry(Kube(api_client, metrics), state, args.resync_seconds)
 
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig  # kopf's kubeconfig login reads it
@@ -78,7 +85,7 @@ async def run(args: argparse.Namespace) -> int:
                 liveness_endpoint=args.liveness,
             )
         ),
-        asyncio.create_task(watch_heartbeats(state)),
+        asyncio.create_task(watch_heartbeats(state, metrics=metrics)),
         asyncio.create_task(elector.hold()),
     ]
     done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)

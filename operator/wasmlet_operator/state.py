@@ -40,6 +40,9 @@ class ClusterState:
     def wakeup(self, key: AppKey) -> asyncio.Event:
         return self._wakeups.setdefault(key, asyncio.Event())
 
+    def app_count(self) -> int:
+        return len(self._wakeups)
+
     def forget_app(self, key: AppKey) -> None:
         self._wakeups.pop(key, None)
 

@@ -13,6 +13,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fixtures.stack import Stack, free_port, wait_for, wasmapp
 from wasmlet.devcluster.stack import agent_api, http_get
@@ -152,10 +153,15 @@ def test_killed_agent_restores_its_instances_from_cache(stack: Stack, namespace:
              lambda: running_instances(stack, namespace, "phoenix", [node])[node] == 1)  # fmt: skip
     restored = time.monotonic() - t0
     _, metrics = http_get(f"{agent_api(stack.api, node)}/metrics")
-    text = metrics.decode()
+    samples = {
+        (s.name, s.labels.get("kind")): s.value
+        for family in text_string_to_metric_families(metrics.decode())
+        for s in family.samples
+    }
     # Loaded precompiled from the disk cache: no compile, no pull in the new process.
-    assert 'wasmlet_module_cache_hits_total{kind="compiled"}' in text
-    assert 'wasmlet_module_cache_misses_total{kind="compiled"}' not in text
+    assert samples[("wasmlet_module_cache_hits_total", "compiled")] >= 1
+    assert samples[("wasmlet_module_cache_misses_total", "compiled")] == 0
+    assert samples[("wasmlet_module_cache_misses_total", "module")] == 0
     assert sum(running_instances(stack, namespace, "phoenix").values()) == 3
     print(f"agent restart to instance running again: {restored:.2f}s")
 
