@@ -74,6 +74,11 @@ class AgentMetrics:
             "wasmlet_module_cache_bytes", "Bytes of modules and precompiled artifacts on disk.",
             registry=registry,
         )  # fmt: skip
+        # Series that exist from the start, so ratios and rates have data before the first
+        # event (Prometheus convention for known label values).
+        for kind in ("module", "compiled"):
+            self.cache_hits.labels(kind=kind)
+            self.cache_misses.labels(kind=kind)
         self.pull_errors = Counter(
             "wasmlet_module_pull_errors", "Failed module pulls by reason.",
             ["reason"], registry=registry,
