@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -67,7 +68,13 @@ class Agent:
             for d in wanted.values():
                 revisions = self._apps.setdefault(d.key, [])
                 if not revisions or revisions[-1].revision != d.revision:
-                    revisions.append(AppRevision(d.key, d.revision, d.spec, self.services))
+                    previous = next((r for r in revisions if r.revision == d.revision), None)
+                    if previous is not None:
+                        # Rolling back to a revision still running here: keep its instances.
+                        revisions.remove(previous)
+                        revisions.append(previous)
+                    else:
+                        revisions.append(AppRevision(d.key, d.revision, d.spec, self.services))
                 self._roll(d.key)
 
     def _remove(self, key: AppKey) -> None:
@@ -115,9 +122,10 @@ class Agent:
             self._apps.clear()
             self._desired.clear()
         for rev in revisions:
-            rev.stopped.set()
+            rev.begin_stop()
+        deadline = time.monotonic() + wait
         for rev in revisions:
-            rev.stop(wait=wait)
+            rev.join(deadline)
 
     # --- reporting ------------------------------------------------------------------------
 
@@ -128,6 +136,11 @@ class Agent:
     def app_keys(self) -> list[AppKey]:
         with self._lock:
             return sorted(self._desired)
+
+    def digests_in_use(self) -> set[str]:
+        """Digests of the modules the revisions on this node have loaded."""
+        with self._lock:
+            return {r.digest for revs in self._apps.values() for r in revs if r.digest}
 
     def revisions(self, key: AppKey) -> list[AppRevision]:
         with self._lock:

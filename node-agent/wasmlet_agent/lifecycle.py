@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
+from typing import Protocol
 
 
 class State(StrEnum):
@@ -63,3 +65,30 @@ def check_transition(current: State, new: State) -> State:
 
 def is_ready(state: State) -> bool:
     return state is State.RUNNING
+
+
+class Instance(Protocol):
+    """What scaling decisions read of an instance's status."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def ready(self) -> bool: ...
+    @property
+    def started_at(self) -> float | None: ...
+
+
+def scale_down_order(instances: Sequence[Instance]) -> list[str]:
+    """Names of instances in the order to stop them when scaling down.
+
+    Like a ReplicaSet: instances that are not ready go first, then the most recently
+    started, so scaling down (and a rollover) keeps the ready instances that have proved
+    themselves longest; among equals, the last created goes first.
+    """
+
+    def rank(item: tuple[int, Instance]) -> tuple[bool, float, int]:
+        index, inst = item
+        started = inst.started_at if inst.started_at is not None else float("inf")
+        return (inst.ready, -started, -index)
+
+    return [inst.name for _, inst in sorted(enumerate(instances), key=rank)]

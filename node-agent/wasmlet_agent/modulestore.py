@@ -69,6 +69,30 @@ class ModuleStore:
         if self.metrics is not None:
             self.metrics.cold_start.labels(app=app, phase=phase).observe(seconds)
 
+    def _source(
+        self, namespace: str, spec: ModuleSpec
+    ) -> tuple[str | None, Callable[[], ModuleBytes]]:
+        """(the module's digest if known before downloading it, how to fetch the module)."""
+        known = spec.digest
+        if spec.oci is None:
+            return known, self._fetcher(namespace, spec)
+        oci = spec.oci
+        ref = parse_reference(oci.reference)
+        if known is None and ref.digest is not None:
+            # A reference pinned by manifest digest is immutable: a hit needs no network.
+            known = self.cache.lookup_alias(ref.digest)
+        if known is not None:
+            return known, self._fetcher(namespace, spec)
+        # A tag may have moved: read its manifest (small), which names the module's digest,
+        # and download the module only if the cache does not have it.
+        docker_config = None
+        if oci.pull_secret:
+            docker_config = self._docker_config(namespace, oci.pull_secret)
+        client = OciClient(docker_config=docker_config, insecure=oci.insecure)
+        resolved = client.resolve(ref)
+        known = resolved.module_digest or self.cache.lookup_alias(resolved.manifest_digest)
+        return known, lambda: client.fetch(resolved)
+
     def _fetcher(self, namespace: str, spec: ModuleSpec) -> Callable[[], ModuleBytes]:
         if spec.oci is not None:
             oci = spec.oci
@@ -118,7 +142,6 @@ class ModuleStore:
         """Blocking; raises SourceError (pull, verify) or ModuleError (compile, link)."""
         known = spec.digest
         if known is None and spec.oci is not None:
-            # A reference pinned by manifest digest is immutable: a cache hit needs no network.
             ref = parse_reference(spec.oci.reference)
             if ref.digest is not None:
                 known = self.cache.lookup_alias(ref.digest)
@@ -126,7 +149,8 @@ class ModuleStore:
             return Ready(known, self._loaded[known], pulled=False, compiled=False)
         phase("pull")
         t0 = time.perf_counter()
-        cached = self.cache.get_or_fetch(known, self._fetcher(namespace, spec))
+        known, fetch = self._source(namespace, spec)
+        cached = self.cache.get_or_fetch(known, fetch)
         digest = cached.digest
         if cached.fetched:
             self._observe(app, "pull", time.perf_counter() - t0)

@@ -20,14 +20,24 @@ class Preopen:
 
 
 def _project(files: dict[str, bytes], target: Path) -> None:
-    """Write files read-only; keys are plain names (the API server guarantees it)."""
+    """Make `target` hold exactly `files`, read-only; keys are plain names (the API server
+    guarantees it). An instance that restarts sees the object as it is now: changed keys
+    are rewritten, removed keys disappear."""
     target.mkdir(parents=True, exist_ok=True)
-    for name, content in files.items():
-        if "/" in name or name in (".", ".."):
-            continue
-        path = target / name
-        path.write_bytes(content)
-        path.chmod(0o444)
+    wanted = {n: c for n, c in files.items() if "/" not in n and n not in (".", "..", "")}
+    for entry in os.scandir(target):
+        if entry.name not in wanted:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                os.unlink(entry.path)
+    for name, content in wanted.items():
+        # Replace by rename: the old file is read-only (and may be open), the directory not.
+        tmp = target / f"{name}~wasmlet-tmp"  # "~" is not allowed in object keys
+        tmp.unlink(missing_ok=True)
+        tmp.write_bytes(content)
+        tmp.chmod(0o444)
+        os.replace(tmp, target / name)
 
 
 def _writable(volume: Volume, read_only: bool | None) -> bool:
@@ -87,9 +97,16 @@ def directory_bytes(root: Path) -> int:
 
 
 def remove_instance_dir(instance_dir: Path) -> None:
-    """Delete an instance's own files (emptyDirs, projections); hostPaths live elsewhere."""
-    for dirpath, dirs, files in os.walk(instance_dir):
-        for name in dirs + files:
+    """Delete an instance's own files (emptyDirs, projections); hostPaths live elsewhere.
+
+    A guest may have left symlinks in its emptyDir that point anywhere on the host: nothing
+    here follows one (chmod would change the target's mode; rmtree only unlinks them).
+    """
+    for dirpath, dirs, _files in os.walk(instance_dir):
+        for name in dirs:
+            path = os.path.join(dirpath, name)
             with contextlib.suppress(OSError):
-                os.chmod(os.path.join(dirpath, name), 0o700)
+                if not os.path.islink(path):
+                    # Directories must be writable for their entries to be removed.
+                    os.chmod(path, 0o700)
     shutil.rmtree(instance_dir, ignore_errors=True)

@@ -7,6 +7,7 @@ from this node's placements, reports written back to their status).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Iterable
@@ -43,6 +44,7 @@ class RunnerConfig:
     cache_max_bytes: int | None = 2 * 1024**3
     http_workers: int = 32
     report_interval: float = 0.1
+    port_retry_seconds: float = 5.0  # how often a taken spec.http.port is tried again
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -56,11 +58,15 @@ class NodeRunner:
         self.metrics.info.labels(node=config.node, wasmtime=wasmtime_version()).set(1)
         self.engine = WasmEngine()
         cache = Cache(config.cache_dir / "modules", max_bytes=config.cache_max_bytes)
+        # Instances' volumes hold projected Secrets: only the agent's user may enter.
+        instance_root = config.cache_dir / "instances"
+        instance_root.mkdir(parents=True, exist_ok=True)
+        instance_root.chmod(0o700)
         self._changed = threading.Event()
         self.services = Services(
             modules=ModuleStore(cache, self.engine, lookup, self.metrics),
             lookup=lookup,
-            instance_root=config.cache_dir / "instances",
+            instance_root=instance_root,
             metrics=self.metrics,
             on_change=lambda key: self._changed.set(),
             event=event or (lambda key, t, reason, msg: None),
@@ -74,6 +80,8 @@ class NodeRunner:
         self._api: web.AppRunner | None = None
         self._listeners: list[OnReports] = []
         self._task: asyncio.Task[None] | None = None
+        self._fronts_lock = asyncio.Lock()
+        self._stopping = False
 
     def on_reports(self, fn: OnReports) -> None:
         self._listeners.append(fn)
@@ -99,6 +107,13 @@ class NodeRunner:
         self._changed.set()
 
     async def _sync_fronts(self, desired: list[DesiredApp]) -> None:
+        # apply() and the report loop both get here; starting a front awaits, so without
+        # the lock both could bind the same app's port and one would report a conflict.
+        async with self._fronts_lock:
+            if not self._stopping:
+                await self._sync_fronts_locked(desired)
+
+    async def _sync_fronts_locked(self, desired: list[DesiredApp]) -> None:
         ports = {
             d.key: d.spec.http.port
             for d in desired
@@ -156,15 +171,23 @@ class NodeRunner:
         retry_fronts = 0.0
         loop = asyncio.get_running_loop()
         while True:
-            changed = self._changed.is_set()
-            self._changed.clear()
-            if changed:
-                self.agent.resync()
-            if self.front_errors and loop.time() > retry_fronts:
-                retry_fronts = loop.time() + 5.0  # a taken port may be freed
-                await self._sync_fronts(list(self.agent.desired()))
-            reports = self.reports()
-            self._update_metrics(reports)
+            try:
+                changed = self._changed.is_set()
+                self._changed.clear()
+                if changed:
+                    self.agent.resync()
+                    # Compiled modules no revision uses leave memory (the disk keeps them).
+                    self.services.modules.forget_unused(self.agent.digests_in_use())
+                if self.front_errors and loop.time() > retry_fronts:
+                    retry_fronts = loop.time() + self.config.port_retry_seconds  # maybe freed
+                    await self._sync_fronts(list(self.agent.desired()))
+                reports = self.reports()
+                self._update_metrics(reports)
+            except Exception:  # the loop is the agent's heartbeat: it must go on
+                log.exception("status loop failed; retrying")
+                self._changed.set()
+                await asyncio.sleep(max(self.config.report_interval, 1.0))
+                continue
             for fn in self._listeners:
                 try:
                     await fn(reports)
@@ -175,13 +198,20 @@ class NodeRunner:
     async def shutdown(self, grace: float = 10.0) -> None:
         """In-flight requests finish, instances stop, nothing is left running."""
         self.ready = False
-        for front in list(self.fronts.values()):
-            await front.stop()
-        self.fronts.clear()
-        await asyncio.to_thread(self.agent.stop, grace)
+        # Stop the report loop first: it must not re-open a front while they close.
         if self._task is not None:
             self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        async with self._fronts_lock:
+            self._stopping = True
+            fronts = list(self.fronts.values())
+            self.fronts.clear()
+            await asyncio.gather(*(front.stop(grace) for front in fronts))
+        await asyncio.to_thread(self.agent.stop, grace)
         if self._api is not None:
             await self._api.cleanup()
+            self._api = None
         self.executor.shutdown(wait=True, cancel_futures=True)
         self.engine.stop()

@@ -8,13 +8,13 @@ by a fresh instance on a worker thread, never on the event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from typing import Any
-from urllib.parse import unquote
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -25,6 +25,12 @@ from wasmlet_agent.runtime.cgi import CgiRequest, ServerInfo, invoke_cgi
 from wasmlet_agent.supervisor import AppKey
 
 log = logging.getLogger("wasmlet.agent")
+
+# Framing is the agent's job, not the guest's: these response headers are not forwarded.
+_HOP_BY_HOP = frozenset(
+    {"connection", "content-length", "keep-alive", "transfer-encoding", "upgrade", "te",
+     "trailer", "proxy-connection"}
+)  # fmt: skip
 
 
 class HttpFront:
@@ -42,13 +48,16 @@ class HttpFront:
         self.agent, self.key, self.address, self.port = agent, key, address, port
         self.executor, self.metrics = executor, metrics
         self.inflight = 0
+        self._idle = asyncio.Event()  # set while no request is in flight
+        self._idle.set()
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
         """Bind the port; raises OSError (e.g. the port is taken) for the caller to report."""
         app = web.Application(client_max_size=16 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self.handle)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=30)
+        # stop() waits for requests in flight itself; then the rest is cut short.
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1)
         await runner.setup()
         try:
             await web.TCPSite(runner, self.address, self.port, reuse_address=True).start()
@@ -57,11 +66,21 @@ class HttpFront:
             raise
         self._runner = runner
 
-    async def stop(self) -> None:
-        """Stop listening; requests in flight finish first."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+    async def stop(self, grace: float = 30.0) -> None:
+        """Stop listening; requests in flight (up to `grace` seconds) finish first.
+
+        aiohttp's own graceful shutdown ignores bytes that arrive after it began, so a
+        request still uploading its body would never finish: close the listener, wait for
+        the requests in flight, and only then close the connections.
+        """
+        runner, self._runner = self._runner, None
+        if runner is None:
+            return
+        for site in list(runner.sites):
+            await site.stop()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), grace)
+        await runner.cleanup()
 
     async def handle(self, request: web.Request) -> web.Response:
         started = time.perf_counter()
@@ -81,13 +100,15 @@ class HttpFront:
                     headers={"Retry-After": "1"},
                 )
             self.inflight += 1
+            self._idle.clear()
             try:
                 body = await request.read()
                 peer = request.transport.get_extra_info("peername") if request.transport else None
                 cgi = CgiRequest(
                     method=request.method,
-                    path=unquote(request.path),
-                    query=request.query_string,
+                    # CGI: PATH_INFO decoded once (aiohttp's path is), QUERY_STRING raw.
+                    path=request.path,
+                    query=request.rel_url.raw_query_string,
                     headers=[(k, v) for k, v in request.headers.items()],
                     body=body,
                     server=ServerInfo(
@@ -104,15 +125,34 @@ class HttpFront:
                 )
             finally:
                 self.inflight -= 1
+                if self.inflight == 0:
+                    self._idle.set()
             code = resp.status
             if resp.error:
                 log.warning("%s/%s: %s %s -> %d: %s", ns, name, request.method, request.path,
                             resp.status, resp.error)  # fmt: skip
-            headers = {k: v for k, v in resp.headers if k.lower() != "content-length"}
+            if self.metrics is not None and resp.result is not None:
+                # Every request is a fresh instance: its start is a cold start.
+                self.metrics.cold_start.labels(app=name, phase="instantiate").observe(
+                    resp.result.instantiate_seconds
+                )
+            # A list keeps repeated headers (Set-Cookie) apart.
+            headers = [(k, v) for k, v in resp.headers if k.lower() not in _HOP_BY_HOP]
             return web.Response(status=resp.status, body=resp.body, headers=headers)
         except TimeoutError:
             code = 504
             return web.Response(status=504, text="request timed out\n")
+        except (ConnectionError, asyncio.CancelledError):
+            code = 499  # the client went away (nginx's code): nothing to answer
+            raise
+        except web.HTTPException as e:
+            code = e.status
+            raise
+        except Exception:
+            log.exception("%s/%s: %s %s failed in the agent", ns, name, request.method,
+                          request.path)  # fmt: skip
+            code = 500
+            return web.Response(status=500, text="internal error in the agent\n")
         finally:
             if self.metrics is not None:
                 self.metrics.requests.labels(namespace=ns, app=name, code=str(code)).inc()
@@ -164,7 +204,10 @@ def api_app(
     async def logs(request: web.Request) -> web.StreamResponse:
         key = (request.match_info["namespace"], request.match_info["app"])
         wanted = request.query.get("instance")
-        tail = int(request.query.get("tail", "100"))
+        try:
+            tail = int(request.query.get("tail", "100"))
+        except ValueError:
+            return web.Response(status=400, text="tail must be an integer\n")
         buffers = [
             (name, buf)
             for rev in agent.revisions(key)

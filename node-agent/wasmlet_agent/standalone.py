@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -20,6 +20,7 @@ from wasmlet.api.spec import SpecError
 from wasmlet_agent.agent import DesiredApp
 from wasmlet_agent.objects import ManifestObjects
 from wasmlet_agent.runner import NodeRunner, RunnerConfig
+from wasmlet_agent.supervisor import AppKey, AppRevision
 
 
 def load_desired(paths: Sequence[Path]) -> tuple[list[DesiredApp], ManifestObjects]:
@@ -27,7 +28,15 @@ def load_desired(paths: Sequence[Path]) -> tuple[list[DesiredApp], ManifestObjec
     docs: list[dict[str, Any]] = []
     for path in paths:
         docs.extend(load_documents(path))
-    apps = []
+    return desired_from_documents(docs)
+
+
+def desired_from_documents(
+    docs: Sequence[Mapping[str, Any]],
+) -> tuple[list[DesiredApp], ManifestObjects]:
+    """Desired apps and the ConfigMaps and Secrets beside them, from parsed manifests."""
+    apps: list[DesiredApp] = []
+    seen: set[tuple[str, str]] = set()
     for doc in docs:
         if doc.get("kind") != "WasmApp":
             continue
@@ -36,27 +45,42 @@ def load_desired(paths: Sequence[Path]) -> tuple[list[DesiredApp], ManifestObjec
         except SpecError as e:
             name = (doc.get("metadata") or {}).get("name", "?")
             raise SpecError(f"WasmApp {name}: {e.path}", e.problem) from None
-        apps.append(
-            DesiredApp((app.namespace, app.name), revision_of(doc["spec"]), app.spec,
-                       app.spec.replicas)
-        )  # fmt: skip
+        key = (app.namespace, app.name)
+        if key in seen:
+            raise SpecError(
+                f"WasmApp {app.namespace}/{app.name}", "is defined twice; give each a unique name"
+            )
+        seen.add(key)
+        apps.append(DesiredApp(key, revision_of(doc["spec"]), app.spec, app.spec.replicas))
     if not apps:
         raise SpecError("files", "no WasmApp found; pass a file with kind: WasmApp")
     return apps, ManifestObjects(docs)
 
 
-async def _stream_logs(runner: NodeRunner, out: TextIO) -> None:
-    """Print new instance log lines as `[app/instance] line`, like `kubectl logs -f`."""
-    seen: dict[str, int] = {}
+class _LogPrinter:
+    """Prints new instance log lines as `[app/instance] line`, like `kubectl logs -f`."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self._seen: dict[tuple[AppKey, str], int] = {}
+
+    def print_new(self, revisions: Iterable[tuple[AppKey, AppRevision]]) -> None:
+        for key, rev in revisions:
+            for name, buf in list(rev.logs.items()):
+                for line in buf.tail():
+                    if line.seq > self._seen.get((key, name), 0):
+                        self._seen[(key, name)] = line.seq
+                        self.out.write(f"[{key[1]}/{name}] {line.text}\n")
+        self.out.flush()
+
+
+def _revisions(runner: NodeRunner) -> list[tuple[AppKey, AppRevision]]:
+    return [(key, rev) for key in runner.agent.app_keys() for rev in runner.agent.revisions(key)]
+
+
+async def _stream_logs(runner: NodeRunner, printer: _LogPrinter) -> None:
     while True:
-        for key in runner.agent.app_keys():
-            for rev in runner.agent.revisions(key):
-                for name, buf in list(rev.logs.items()):
-                    for line in buf.tail():
-                        if line.seq > seen.get(name, 0):
-                            seen[name] = line.seq
-                            out.write(f"[{key[1]}/{name}] {line.text}\n")
-        out.flush()
+        printer.print_new(_revisions(runner))
         await asyncio.sleep(0.1)
 
 
@@ -68,7 +92,17 @@ async def run(paths: Sequence[Path], config: RunnerConfig, out: TextIO = sys.std
         return 2
     runner = NodeRunner(config, objects, event=lambda key, t, reason, msg: print(
         f"event {key[1]}: {t} {reason}: {msg}", file=sys.stderr))  # fmt: skip
-    await runner.start()
+    try:
+        await runner.start()
+    except OSError as e:
+        print(f"wasmlet: cannot serve the agent API on {config.api_address}:{config.api_port}: "
+              f"{e}; pass another --api-port", file=sys.stderr)  # fmt: skip
+        runner.engine.stop()
+        return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     await runner.apply(desired)
     runner.ready = True
     print(f"wasmlet: node agent {config.node}: metrics and health on "
@@ -77,15 +111,16 @@ async def run(paths: Sequence[Path], config: RunnerConfig, out: TextIO = sys.std
         if d.spec.http is not None:
             print(f"wasmlet: {d.key[1]} serves http://{config.address}:{d.spec.http.port}/",
                   file=sys.stderr)  # fmt: skip
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    streamer = asyncio.create_task(_stream_logs(runner, out))
+    printer = _LogPrinter(out)
+    streamer = asyncio.create_task(_stream_logs(runner, printer))
     await stop.wait()
     print("wasmlet: stopping (in-flight requests finish, instances stop)", file=sys.stderr)
-    await runner.shutdown()
     streamer.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await streamer
+    revisions = _revisions(runner)
+    await runner.shutdown()
+    printer.print_new(revisions)  # what the instances wrote up to the end
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.remove_signal_handler(sig)
     return 0

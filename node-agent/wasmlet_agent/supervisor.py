@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +21,7 @@ from wasmlet.api.constants import Mode
 from wasmlet.api.spec import WasmAppSpec
 from wasmlet_agent.backoff import Backoff
 from wasmlet_agent.environment import resolve_env
-from wasmlet_agent.lifecycle import Reason, State, check_transition
+from wasmlet_agent.lifecycle import Reason, State, check_transition, scale_down_order
 from wasmlet_agent.metrics import AgentMetrics
 from wasmlet_agent.modulestore import ModuleStore, Ready
 from wasmlet_agent.mounts import prepare_mounts, remove_instance_dir
@@ -101,17 +101,24 @@ class Services:
     on_change: OnChange = lambda key: None
     event: EventSink = lambda key, type_, reason, message: None
     log_lines: int = 1000
+    _indexes: dict[tuple[AppKey, str], Iterator[int]] = field(default_factory=dict, repr=False)
+
+    def instance_name(self, key: AppKey, revision: str) -> str:
+        """A name no other instance of this agent has had: a revision that is removed and
+        applied again must not reuse the names (and directories) of instances still ending."""
+        index = next(self._indexes.setdefault((key, revision), itertools.count()))
+        return f"{key[1]}-{revision[:6]}-{index}"
 
 
 @dataclass
 class LoadState:
     """The module of a revision: loaded once, shared by its instances."""
 
+    backoff: Backoff  # the app's back-off: a failed pull is retried like a failed run
     ready: Ready | None = None
     error: str = ""
     reason: str | None = None
     next_try: float = 0.0
-    backoff: Backoff = field(default_factory=lambda: Backoff(1.0, 60.0))
 
 
 class AppRevision:
@@ -119,11 +126,11 @@ class AppRevision:
 
     def __init__(self, key: AppKey, revision: str, spec: WasmAppSpec, services: Services) -> None:
         self.key, self.revision, self.spec, self.services = key, revision, spec, services
-        self._load = LoadState()
+        self._load = LoadState(Backoff(spec.backoff.initial_seconds, spec.backoff.max_seconds))
         self._load_lock = threading.Lock()
         self._instances: dict[str, _CommandInstance] = {}
-        self._names = itertools.count()
         self._lock = threading.Lock()
+        self._preloader: threading.Thread | None = None
         self.logs: dict[str, LogBuffer] = {}
         self.desired = 0
         self.stopped = threading.Event()
@@ -179,18 +186,25 @@ class AppRevision:
     def scale(self, replicas: int) -> None:
         """Start or stop command-mode instances to have `replicas` of them."""
         if self.spec.mode is Mode.HTTP:
-            self.desired = replicas
-            if replicas and self._load.ready is None:
-                threading.Thread(target=self._preload, daemon=True).start()
+            with self._lock:
+                self.desired = replicas
+                if replicas and self._preloader is None and not self.stopped.is_set():
+                    self._preloader = threading.Thread(
+                        target=self._preload,
+                        name=f"preload-{self.key[1]}-{self.revision[:6]}",
+                        daemon=True,
+                    )
+                    self._preloader.start()
             self.services.on_change(self.key)
             return
         with self._lock:
             self.desired = replicas
-            live = [i for i in self._instances.values() if not i.stopping]
-            for inst in live[replicas:]:
-                inst.stop()
+            live = {i.status.name: i for i in self._instances.values() if not i.stopping}
+            statuses = [dataclasses.replace(i.status) for i in live.values()]
+            for name in scale_down_order(statuses)[: max(len(live) - replicas, 0)]:
+                live[name].stop()
             for _ in range(replicas - len(live)):
-                name = f"{self.key[1]}-{self.revision[:6]}-{next(self._names)}"
+                name = self.services.instance_name(self.key, self.revision)
                 buf = LogBuffer(self.services.log_lines)
                 self.logs[name] = buf
                 inst = _CommandInstance(self, name, buf)
@@ -215,13 +229,20 @@ class AppRevision:
                 self._load.error, self._load.reason = str(e), Reason.CONFIG_ERROR.value
                 self.services.on_change(self.key)
                 self.stopped.wait(backoff.on_exit(0))
+            except Exception as e:  # never leave an app stuck loading without saying why
+                log.exception("%s/%s: preparing revision %s failed", *self.key, self.revision)
+                self._load.error, self._load.reason = str(e), "AgentError"
+                self.services.on_change(self.key)
+                self.stopped.wait(backoff.on_exit(0))
+        if self.stopped.is_set():  # removed while loading: stop() could not clean up
+            self._remove_http_dir()
         self.services.on_change(self.key)
 
     def _build_http_spec(self) -> InstanceSpec:
         # One set of volume directories per revision on this node: instances are per
         # request, so an emptyDir is scratch space shared by this node's requests.
         ns, app = self.key
-        directory = self.services.instance_root / ns / app / f"{self.revision[:12]}-http"
+        directory = self._http_dir()
         env = resolve_env(self.spec, ns, self.services.lookup)
         preopens = prepare_mounts(self.spec, ns, directory, self.services.lookup)
         self.logs.setdefault(f"{app}-{self.revision[:6]}-http", LogBuffer(self.services.log_lines))
@@ -245,19 +266,35 @@ class AppRevision:
         return self._load.ready.module, self._http_spec
 
     def stop(self, wait: float = 5.0) -> None:
+        """Stop every instance; wait up to `wait` seconds for their threads to end."""
+        self.begin_stop()
+        self.join(time.monotonic() + wait)
+
+    def begin_stop(self) -> None:
         self.stopped.set()
-        if self.spec.mode is Mode.HTTP:
-            ns, app = self.key
-            remove_instance_dir(
-                self.services.instance_root / ns / app / f"{self.revision[:12]}-http"
-            )
         with self._lock:
             instances = list(self._instances.values())
         for inst in instances:
             inst.stop()
-        deadline = time.monotonic() + wait
+
+    def join(self, deadline: float) -> None:
+        """Wait until `deadline` (monotonic) for this revision's threads to end."""
+        with self._lock:
+            instances = list(self._instances.values())
+            preloader = self._preloader
         for inst in instances:
             inst.join(max(deadline - time.monotonic(), 0))
+        if preloader is not None:
+            preloader.join(max(deadline - time.monotonic(), 0))
+        if self.spec.mode is Mode.HTTP and (preloader is None or not preloader.is_alive()):
+            self._remove_http_dir()
+
+    def _http_dir(self) -> Path:
+        ns, app = self.key
+        return self.services.instance_root / ns / app / f"{self.revision[:12]}-http"
+
+    def _remove_http_dir(self) -> None:
+        remove_instance_dir(self._http_dir())
 
     def _forget(self, name: str) -> None:
         with self._lock:
@@ -378,6 +415,9 @@ class _CommandInstance:
                     break
                 continue
             status.started_at = time.time()
+            # Until the run ends (and reports its peak) the instance holds at least the
+            # initial linear memory the module declares.
+            status.memory_bytes = ready.module.min_memory_bytes
             self._to(State.RUNNING)
             rev.services.event(rev.key, "Normal", "Started", f"instance {status.name}")
             t0 = time.monotonic()

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 
-from wasmlet_agent.lifecycle import IllegalTransition, State, check_transition, is_ready
+from wasmlet_agent.lifecycle import (
+    IllegalTransition,
+    State,
+    check_transition,
+    is_ready,
+    scale_down_order,
+)
 
 HAPPY_PATH = [
     State.PULLING,
@@ -45,3 +53,31 @@ def test_illegal_transition_raises(current: State, new: State) -> None:
 
 def test_only_running_is_ready() -> None:
     assert [s for s in State if is_ready(s)] == [State.RUNNING]
+
+
+@dataclass
+class Inst:
+    name: str
+    ready: bool
+    started_at: float | None
+
+
+def test_scale_down_stops_not_ready_instances_first_then_the_newest() -> None:
+    instances = [
+        Inst("old-running", True, 100.0),
+        Inst("crashing", False, 150.0),
+        Inst("new-running", True, 200.0),
+        Inst("pulling", False, None),
+        Inst("completed", True, 50.0),
+    ]
+    assert scale_down_order(instances) == [
+        "pulling",
+        "crashing",
+        "new-running",
+        "old-running",
+        "completed",
+    ]
+
+
+def test_scale_down_ties_stop_the_last_created_first() -> None:
+    assert scale_down_order([Inst(f"i{n}", False, None) for n in range(3)]) == ["i2", "i1", "i0"]

@@ -70,3 +70,37 @@ def test_missing_host_directory_is_named(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"hostPath.path: .* is not a directory"):
         prepare_mounts(s, "default", tmp_path / "i", OBJECTS)
+
+
+def test_projection_is_refreshed_not_appended(tmp_path: Path) -> None:
+    s = spec([{"name": "cfg", "configMap": {"name": "cfg"}}], [{"name": "cfg", "mountPath": "/c"}])
+    first = ManifestObjects([{"kind": "ConfigMap", "metadata": {"name": "cfg"},
+                              "data": {"a.txt": "1", "b.txt": "2"}}])  # fmt: skip
+    (pre,) = prepare_mounts(s, "default", tmp_path, first)
+    assert sorted(p.name for p in pre.host_path.iterdir()) == ["a.txt", "b.txt"]
+    assert (pre.host_path / "a.txt").stat().st_mode & 0o777 == 0o444
+    second = ManifestObjects([{"kind": "ConfigMap", "metadata": {"name": "cfg"},
+                               "data": {"b.txt": "changed", "c.txt": "3"}}])  # fmt: skip
+    (pre,) = prepare_mounts(s, "default", tmp_path, second)
+    assert sorted(p.name for p in pre.host_path.iterdir()) == ["b.txt", "c.txt"]
+    assert (pre.host_path / "b.txt").read_text() == "changed"
+
+
+def test_removing_an_instance_never_follows_its_symlinks(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = outside / "host-file"
+    secret.write_text("host")
+    secret.chmod(0o600)
+    outside.chmod(0o755)
+    inst = tmp_path / "inst"
+    data = inst / "volumes" / "data"
+    data.mkdir(parents=True)
+    # What a guest could leave in its emptyDir: links to places outside it.
+    (data / "file-link").symlink_to(secret)
+    (data / "dir-link").symlink_to(outside, target_is_directory=True)
+    remove_instance_dir(inst)
+    assert not inst.exists()
+    assert secret.read_text() == "host"
+    assert secret.stat().st_mode & 0o777 == 0o600
+    assert outside.stat().st_mode & 0o777 == 0o755
