@@ -41,11 +41,13 @@ def test_every_dashboard_query_has_data(
     for title, expr in dashboard_queries():
         wait_for(f"data for panel {title!r}: {expr}", lambda e=expr: prometheus.query(e),
                  timeout=40, interval=1.0)  # fmt: skip
-    codes = prometheus.query(
-        f'sum by (code) (wasmlet_http_requests_total{{namespace="{namespace}"}})'
-    )
+    by_code = f'sum by (code) (wasmlet_http_requests_total{{namespace="{namespace}"}})'
+    codes = wait_for(
+        "all 90 requests scraped",
+        lambda: (r := prometheus.query(by_code)) and float(r[0]["value"][1]) >= 90 and r,
+        timeout=20,
+    )  # fmt: skip
     assert {r["metric"]["code"] for r in codes} == {"200"}
-    assert float(codes[0]["value"][1]) >= 90
     exits = prometheus.query(
         f'sum(wasmlet_instance_exits_total{{namespace="{namespace}", reason="Error"}})'
     )
