@@ -114,6 +114,7 @@ def start_operator(
     *,
     node_grace_seconds: float = 20.0,
     extra: tuple[str, ...] = (),
+    log_name: str = "operator",
 ) -> ManagedProcess:
     argv = [
         sys.executable, "-m", "wasmlet_operator.main",
@@ -121,7 +122,7 @@ def start_operator(
         "--node-grace-seconds", str(node_grace_seconds),
         *extra,
     ]  # fmt: skip
-    return ManagedProcess.start("wasmlet-operator", argv, workdir / "logs" / "operator.log")
+    return ManagedProcess.start("wasmlet-operator", argv, workdir / "logs" / f"{log_name}.log")
 
 
 def agent_argv(

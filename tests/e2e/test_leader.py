@@ -1,0 +1,52 @@
+"""Two operator replicas never act at once: the second waits on the Lease and takes over
+when the first dies."""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from tests.fixtures.stack import NODE_GRACE_SECONDS, Stack, wait_for, wasmapp
+from wasmlet.devcluster.stack import start_operator
+
+pytestmark = pytest.mark.e2e
+
+
+def holder(stack: Stack) -> str:
+    lease: Any = client.CoordinationV1Api(stack.api).read_namespaced_lease(
+        "wasmlet-operator", "wasmlet-system"
+    )
+    return str(lease.spec.holder_identity)
+
+
+def ready(stack: Stack, ns: str, name: str) -> bool:
+    st = stack.app(ns, name).get("status") or {}
+    return st.get("readyReplicas") == 1
+
+
+def test_standby_operator_waits_then_takes_over(stack: Stack, namespace: str) -> None:
+    first = holder(stack)
+    standby = start_operator(
+        stack.workdir,
+        stack.operator_kubeconfig,
+        node_grace_seconds=NODE_GRACE_SECONDS,
+        extra=("--identity", "standby", "--metrics-port", str(stack.operator_metrics_port)),
+        log_name="operator-standby",
+    )
+    try:
+        stack.apply(namespace, wasmapp("led", stack.modules["long"], replicas=1))
+        wait_for("reconciled by the leader", lambda: ready(stack, namespace, "led"))
+        assert holder(stack) == first
+        # The standby has not started acting: it logs nothing of kopf.
+        assert "kopf" not in standby.log_tail(200)
+        os.kill(stack.operator.pid, signal.SIGKILL)
+        wait_for("standby holds the lease", lambda: holder(stack) == "standby", timeout=40)
+        stack.apply(namespace, wasmapp("after", stack.modules["long"], replicas=1))
+        wait_for("reconciled by the new leader", lambda: ready(stack, namespace, "after"))
+    finally:
+        stack.operator.stop()
+        stack.operator = standby  # the fixture stops it; later tests use it
