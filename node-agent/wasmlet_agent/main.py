@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import socket
 import sys
 from pathlib import Path
 
+from wasmlet import logfmt
 from wasmlet_agent.runner import RunnerConfig
 
 
@@ -33,6 +33,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         s.add_argument("--cache-dir", type=Path, default=_default_cache())
         s.add_argument("--cache-max-bytes", type=int, default=2 * 1024**3)
         s.add_argument("-v", "--verbose", action="store_true")
+        s.add_argument("--log-format", choices=("text", "json"), default="text")
         if name == "run":
             s.add_argument("files", nargs="+", type=Path, help="manifest files (YAML)")
         else:
@@ -47,13 +48,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("kubernetes").setLevel(logging.WARNING)
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logfmt.setup(args.log_format, args.verbose)
     config = RunnerConfig(
         node=args.node_name,
         address=args.address,

@@ -14,6 +14,7 @@ import kopf
 from kubernetes import client, config
 from prometheus_client import CollectorRegistry, start_http_server
 
+from wasmlet import logfmt
 from wasmlet.api.constants import SYSTEM_NAMESPACE
 from wasmlet_operator.handlers import build_registry, watch_heartbeats
 from wasmlet_operator.kube import Kube
@@ -41,6 +42,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--metrics-address", default="127.0.0.1")
     p.add_argument("--metrics-port", type=int, default=0, help="Prometheus /metrics; 0: off")
     p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("--log-format", choices=("text", "json"), default="text")
     return p.parse_args(argv)
 
 
@@ -99,11 +101,7 @@ async def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
-    logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    logfmt.setup(args.log_format, args.verbose)
     try:
         return asyncio.run(run(args))
     except KeyboardInterrupt:
