@@ -37,5 +37,6 @@ def setup(fmt: str, verbose: bool) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    for noisy in ("kubernetes", "urllib3", "aiohttp.access"):
+    # kopf logs every handled event at INFO: thousands per minute with many apps.
+    for noisy in ("kubernetes", "urllib3", "aiohttp.access", "kopf.objects"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
