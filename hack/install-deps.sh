@@ -31,4 +31,12 @@ if [ ! -e "$stamp" ]; then
   touch "$stamp"
 fi
 
+# The preview1-to-component adapter (a crates.io crate) for the component test guests.
+cargo_bin="$(command -v cargo || echo "$HOME/.cargo/bin/cargo")"
+if [ -x "$cargo_bin" ]; then
+  "$cargo_bin" fetch --locked -q --manifest-path "$root/tests/guests/adapter/Cargo.toml"
+else
+  echo "install-deps: cargo not found; component guests will not build (install Rust via rustup)" >&2
+fi
+
 "$here/build-kube.sh" >/dev/null

