@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,6 +39,7 @@ from wasmlet_agent.supervisor import AppKey
 
 log = logging.getLogger("wasmlet.agent.node")
 AGENT_VERSION = "0.1.0"
+STATUS_WRITERS = 4
 
 
 def _now() -> str:
@@ -153,6 +155,8 @@ class NodeAgent:
         self._events_seen: dict[tuple[AppKey, str, str], float] = {}
         self._changed = asyncio.Event()
         self._stop = threading.Event()
+        self._writers = ThreadPoolExecutor(STATUS_WRITERS, thread_name_prefix="status")
+        self.events = ThreadPoolExecutor(1, thread_name_prefix="events")
         self.heartbeat_ok = False
 
     # --- registration and heartbeat -----------------------------------------------------
@@ -231,20 +235,22 @@ class NodeAgent:
         lease.spec.lease_duration_seconds = self.args.lease_seconds
         self.coordination.replace_namespaced_lease(self.node, SYSTEM_NAMESPACE, lease)
 
-    async def heartbeat_loop(self) -> None:
+    def heartbeat_loop(self) -> None:
+        """Renew the Lease on a thread of its own, like the kubelet's node lease: a busy
+        event loop or a queue of status writes must never delay it."""
         last_status = 0.0
-        while True:
+        while not self._stop.is_set():
             try:
-                await asyncio.to_thread(self.heartbeat)
+                self.heartbeat()
                 if time.monotonic() - last_status > 10:
-                    await asyncio.to_thread(self._patch_node_status)
+                    self._patch_node_status()
                     last_status = time.monotonic()
                 self.heartbeat_ok = True
                 self.runner.ready = True
             except Exception as e:  # API or connection errors (e.g. the API server restarts)
                 self.heartbeat_ok = False
                 log.warning("heartbeat failed: %s", e)
-            await asyncio.sleep(self.args.heartbeat_seconds)
+            self._stop.wait(self.args.heartbeat_seconds)
 
     # --- placements -----------------------------------------------------------------------
 
@@ -326,30 +332,35 @@ class NodeAgent:
 
     async def write_statuses(self, reports: dict[AppKey, AppReport]) -> None:
         now = _now()
+        writes = []
         for key, p in list(self.placements.items()):
             rep = reports.get((key[0], p["spec"]["app"]))
             status = placement_status(p, rep, now)
             last = self._written.get(key)
             if last is not None and _same(last, status):
                 continue
-            try:
-                updated: Any = await asyncio.to_thread(
-                    self.custom.patch_namespaced_custom_object_status,
-                    GROUP,
-                    VERSION,
-                    key[0],
-                    WASMPLACEMENTS,
-                    key[1],
-                    {"status": status},
-                )
-                self._written[key] = status
-                if key in self.placements:
-                    self.placements[key]["status"] = updated.get("status", status)
-            except ApiException as e:
-                if e.status != 404:
-                    log.warning("status of placement %s/%s: %s %s", *key, e.status, e.reason)
-            except Exception as e:  # connection errors: the next report retries
-                log.warning("status of placement %s/%s: %s", *key, e)
+            writes.append(self._write_status(key, status))
+        # A few at a time, on the agent's own writer threads.
+        for start in range(0, len(writes), STATUS_WRITERS):
+            await asyncio.gather(*writes[start : start + STATUS_WRITERS])
+
+    async def _write_status(self, key: tuple[str, str], status: dict[str, Any]) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            updated: Any = await loop.run_in_executor(
+                self._writers,
+                lambda: self.custom.patch_namespaced_custom_object_status(
+                    GROUP, VERSION, key[0], WASMPLACEMENTS, key[1], {"status": status}
+                ),
+            )
+            self._written[key] = status
+            if key in self.placements:
+                self.placements[key]["status"] = updated.get("status", status)
+        except ApiException as e:
+            if e.status != 404:
+                log.warning("status of placement %s/%s: %s %s", *key, e.status, e.reason)
+        except Exception as e:  # connection errors: the next report retries
+            log.warning("status of placement %s/%s: %s", *key, e)
 
     def post_event(self, key: AppKey, type_: str, reason: str, message: str) -> None:
         """An Event on the WasmApp (what `kubectl describe wasmapp` shows); deduplicated."""
@@ -418,10 +429,8 @@ async def run_node(args: argparse.Namespace, cfg: RunnerConfig) -> int:
     holder: list[NodeAgent] = []
 
     def event(key: AppKey, type_: str, reason: str, message: str) -> None:
-        if holder:
-            threading.Thread(
-                target=holder[0].post_event, args=(key, type_, reason, message), daemon=True
-            ).start()
+        if holder:  # posted in order on a thread of their own, never blocking an instance
+            holder[0].events.submit(holder[0].post_event, key, type_, reason, message)
 
     runner = NodeRunner(cfg, lookup, event=event)
     await runner.start()
@@ -441,7 +450,9 @@ async def run_node(args: argparse.Namespace, cfg: RunnerConfig) -> int:
     loop = asyncio.get_running_loop()
     watcher = threading.Thread(target=node._watch_placements, args=(loop,), daemon=True)
     watcher.start()
-    tasks = [asyncio.create_task(node.heartbeat_loop()), asyncio.create_task(node.apply_loop())]
+    heart = threading.Thread(target=node.heartbeat_loop, name="heartbeat", daemon=True)
+    heart.start()
+    tasks = [asyncio.create_task(node.apply_loop())]
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)

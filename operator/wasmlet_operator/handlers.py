@@ -65,8 +65,10 @@ def build_registry(
 
     @kopf.on.event(GROUP, VERSION, WASMNODES, registry=registry)
     def on_node(type: str | None, body: kopf.Body, **_: Any) -> None:
-        state.set_node(body, deleted=type == "DELETED")
-        state.wake_all()
+        # Agents patch their WasmNode often (instance counts); only what placement reads
+        # wakes every app.
+        if state.set_node(body, deleted=type == "DELETED"):
+            state.wake_all()
 
     @kopf.on.event(
         "coordination.k8s.io",

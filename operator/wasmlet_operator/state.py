@@ -25,6 +25,18 @@ def _placement_memory(placement: Mapping[str, Any]) -> int:
     return per_instance * int(spec.get("replicas") or 0)
 
 
+def _placement_view(node: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What placement and Services read of a WasmNode (not its instance count)."""
+    meta = node.get("metadata") or {}
+    status = node.get("status") or {}
+    return (
+        meta.get("labels"),
+        (node.get("spec") or {}).get("unschedulable"),
+        status.get("capacity"),
+        status.get("address"),
+    )
+
+
 class ClusterState:
     def __init__(self, node_grace_seconds: float) -> None:
         self.grace = node_grace_seconds
@@ -34,6 +46,7 @@ class ClusterState:
         self.placements: dict[AppKey, dict[str, Mapping[str, Any]]] = defaultdict(dict)
         self._wakeups: dict[AppKey, asyncio.Event] = {}
         self._ready: dict[str, bool] = {}
+        self._used: tuple[dict[str, int], dict[str, int]] | None = None
 
     # --- events -------------------------------------------------------------------------
 
@@ -55,6 +68,7 @@ class ClusterState:
             event.set()
 
     def set_placement(self, placement: Mapping[str, Any], deleted: bool = False) -> AppKey:
+        self._used = None  # totals per node are recomputed on next use
         meta = placement["metadata"]
         spec = placement.get("spec") or {}
         key = (meta["namespace"], spec.get("app", ""))
@@ -65,12 +79,15 @@ class ClusterState:
             self.placements[key][node] = placement
         return key
 
-    def set_node(self, node: Mapping[str, Any], deleted: bool = False) -> None:
+    def set_node(self, node: Mapping[str, Any], deleted: bool = False) -> bool:
+        """Record a WasmNode; True if something placement depends on changed."""
         name = node["metadata"]["name"]
+        old = self.nodes.get(name)
         if deleted:
             self.nodes.pop(name, None)
-        else:
-            self.nodes[name] = node
+            return old is not None
+        self.nodes[name] = node
+        return old is None or _placement_view(old) != _placement_view(node)
 
     def set_lease(self, name: str, spec: Mapping[str, Any] | None) -> None:
         if spec is None:
@@ -93,20 +110,33 @@ class ClusterState:
                 self._ready[name] = ready
         return changed
 
+    def _totals(self) -> tuple[dict[str, int], dict[str, int]]:
+        """Instances and memory placed per node by all apps (cached until placements change:
+        with many apps, recomputing it for every reconcile would be quadratic)."""
+        if self._used is None:
+            instances: dict[str, int] = defaultdict(int)
+            memory: dict[str, int] = defaultdict(int)
+            for by_node in self.placements.values():
+                for node, p in by_node.items():
+                    instances[node] += int((p.get("spec") or {}).get("replicas") or 0)
+                    memory[node] += _placement_memory(p)
+            self._used = (instances, memory)
+        return self._used
+
     def node_views(self, now: datetime, exclude: AppKey) -> list[Node]:
         """Placement's view of every node, with what other apps already take on it."""
-        used_instances: dict[str, int] = defaultdict(int)
-        used_memory: dict[str, int] = defaultdict(int)
-        for key, by_node in self.placements.items():
-            if key == exclude:
-                continue
-            for node, p in by_node.items():
-                used_instances[node] += int((p.get("spec") or {}).get("replicas") or 0)
-                used_memory[node] += _placement_memory(p)
-        return [
-            node_from(obj, self.node_ready(name, now), used_instances[name], used_memory[name])
-            for name, obj in sorted(self.nodes.items())
-        ]
+        instances, memory = self._totals()
+        own = self.placements.get(exclude, {})
+        out = []
+        for name, obj in sorted(self.nodes.items()):
+            mine = own.get(name)
+            used_i = instances.get(name, 0)
+            used_m = memory.get(name, 0)
+            if mine is not None:
+                used_i -= int((mine.get("spec") or {}).get("replicas") or 0)
+                used_m -= _placement_memory(mine)
+            out.append(node_from(obj, self.node_ready(name, now), used_i, used_m))
+        return out
 
     def address_of(self, node: str) -> str | None:
         status = (self.nodes.get(node) or {}).get("status") or {}
