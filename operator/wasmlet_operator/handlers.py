@@ -58,6 +58,12 @@ def build_registry(
         settings.networking.request_timeout = 30
         settings.batching.worker_limit = 64
 
+    @kopf.on.event(GROUP, VERSION, WASMAPPS, registry=registry)
+    def on_app(type: str | None, namespace: str | None, name: str | None, **_: Any) -> None:
+        # A changed spec (kubectl scale, apply) reconciles now, not at the next resync.
+        if type != "DELETED" and name:
+            state.wake((namespace or "", name))
+
     @kopf.on.event(GROUP, VERSION, WASMPLACEMENTS, registry=registry)
     def on_placement(type: str | None, body: kopf.Body, **_: Any) -> None:
         key = state.set_placement(body, deleted=type == "DELETED")
