@@ -1,0 +1,333 @@
+"""Control-plane benchmarks: the product end to end on the local control plane.
+
+    python -m bench.controlplane [--quick]
+
+Starts what `make up` starts (etcd, kube-apiserver, kube-controller-manager, a registry, the
+operator and three node agents as separate processes) and measures:
+
+- `kubectl apply` of one WasmApp to its first instance running (seen by polling the agents'
+  APIs) and to Ready in status, over 20 apps; baseline in the same run: `kubectl apply` of a
+  ConfigMap to its creation being visible (the API round trip every apply pays);
+- scaling one app 0 -> 50 -> 0 on three agents: time to converge each way;
+- 200 and 1000 WasmApps applied at once: time until all are Ready, the operator's memory
+  (RSS) and Kubernetes API requests per reconcile (from the operator's own metrics).
+
+Writes bench/results/controlplane.json and prints a Markdown table for bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client
+from prometheus_client.parser import text_string_to_metric_families
+
+from wasmlet.devcluster.binaries import repo_root
+from wasmlet.devcluster.cluster import LocalCluster, free_port
+from wasmlet.devcluster.identities import admin_client
+from wasmlet.devcluster.oci_push import push_wasm
+from wasmlet.devcluster.stack import (
+    agent_api,
+    kubeconfig_with,
+    operator_token,
+    start_agent,
+    start_operator,
+    start_registry,
+    wait_for_nodes,
+)
+from wasmlet.devcluster.wasm_build import build_c
+
+ROOT = repo_root()
+RESULTS = ROOT / "bench" / "results" / "controlplane.json"
+LONG_RUNNING = ROOT / "examples" / "modules" / "hello.c"  # sleeps between lines: idle
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(round(q * (len(ordered) - 1)), len(ordered) - 1)]
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {
+        "n": len(values),
+        "p50": statistics.median(values),
+        "p99": pct(values, 0.99),
+        "min": min(values),
+        "max": max(values),
+    }
+
+
+class Bench:
+    def __init__(self, cluster: LocalCluster, api: client.ApiClient, registry: str) -> None:
+        self.cluster, self.api, self.registry = cluster, api, registry
+        self.custom = client.CustomObjectsApi(api)
+        self.kubectl = cluster.kubectl()
+        self.agent_urls: list[str] = []
+        self.operator_metrics = ""
+        self.operator_pid = 0
+
+    def apply(self, ns: str, docs: list[dict[str, Any]]) -> None:
+        self.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump_all(docs))
+
+    def app(self, name: str, reference: str, replicas: int = 1) -> dict[str, Any]:
+        return {
+            "apiVersion": "wasmlet.dev/v1alpha1",
+            "kind": "WasmApp",
+            "metadata": {"name": name},
+            "spec": {
+                "replicas": replicas,
+                "module": {"oci": {"reference": reference, "insecure": True}},
+                "limits": {"memory": "1Mi"},
+            },
+        }
+
+    def apps(self, ns: str) -> list[dict[str, Any]]:
+        items: Any = self.custom.list_namespaced_custom_object(
+            "wasmlet.dev", "v1alpha1", ns, "wasmapps"
+        )
+        return list(items["items"])
+
+    def running(self, ns: str, name: str) -> int:
+        total = 0
+        for url in self.agent_urls:
+            with urllib.request.urlopen(f"{url}/apps", timeout=5) as resp:
+                for a in json.load(resp):
+                    if (a["namespace"], a["name"]) == (ns, name):
+                        total += sum(1 for i in a["instances"] if i["state"] == "Running")
+        return total
+
+    def namespace(self, name: str) -> str:
+        self.kubectl("create", "namespace", name)
+        return name
+
+    def operator_samples(self) -> dict[str, float]:
+        with urllib.request.urlopen(self.operator_metrics, timeout=5) as resp:
+            text = resp.read().decode()
+        out: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                out[s.name] = out.get(s.name, 0.0) + s.value
+        return out
+
+    def operator_rss(self) -> int:
+        for line in Path(f"/proc/{self.operator_pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+
+def wait(check: Any, timeout: float, interval: float = 0.02) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if check():
+            return time.monotonic() - start
+        time.sleep(interval)
+    raise TimeoutError(f"not converged in {timeout}s")
+
+
+def bench_apply_latency(b: Bench, ref: str, n: int) -> dict[str, Any]:
+    ns = b.namespace("bench-latency")
+    first, ready, baseline = [], [], []
+    for i in range(n):
+        cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"c{i}"}}
+        t0 = time.monotonic()
+        b.apply(ns, [cm])
+        baseline.append(time.monotonic() - t0)
+        name = f"lat-{i:02d}"
+        t0 = time.monotonic()
+        b.apply(ns, [b.app(name, ref)])
+        got_first = got_ready = None
+        while got_ready is None or got_first is None:
+            now = time.monotonic() - t0
+            if now > 30:
+                raise TimeoutError(f"{name} not ready")
+            if got_first is None and b.running(ns, name) >= 1:
+                got_first = now
+            if got_ready is None:
+                st = (
+                    b.custom.get_namespaced_custom_object(
+                        "wasmlet.dev", "v1alpha1", ns, "wasmapps", name
+                    ).get("status")
+                    or {}
+                )
+                if st.get("readyReplicas") == 1:
+                    got_ready = now
+            time.sleep(0.005)
+        first.append(got_first)
+        ready.append(got_ready)
+    return {
+        "apply_to_first_instance_running_s": summary(first),
+        "apply_to_ready_in_status_s": summary(ready),
+        "baseline_kubectl_apply_configmap_s": summary(baseline),
+    }
+
+
+def bench_scale(b: Bench, ref: str, top: int) -> dict[str, Any]:
+    ns = b.namespace("bench-scale")
+    b.apply(ns, [b.app("scaler", ref, replicas=0)])
+    time.sleep(1)
+    t0 = time.monotonic()
+    b.kubectl("scale", "wasmapp/scaler", "-n", ns, f"--replicas={top}")
+    up_running = wait(lambda: b.running(ns, "scaler") == top, 120, 0.05)
+    up_ready = wait(lambda: (b.custom.get_namespaced_custom_object(
+        "wasmlet.dev", "v1alpha1", ns, "wasmapps", "scaler").get("status") or {}).get(
+        "readyReplicas") == top, 120, 0.05) + up_running  # fmt: skip
+    t0 = time.monotonic()
+    b.kubectl("scale", "wasmapp/scaler", "-n", ns, "--replicas=0")
+    down = wait(lambda: b.running(ns, "scaler") == 0, 120, 0.05)
+    del t0
+    return {
+        "replicas": top,
+        "scale_up_all_running_s": up_running,
+        "scale_up_ready_in_status_s": up_ready,
+        "scale_down_all_stopped_s": down,
+    }
+
+
+def bench_many(b: Bench, ref: str, count: int) -> dict[str, Any]:
+    ns = b.namespace(f"bench-many-{count}")
+    before = b.operator_samples()
+    docs = [b.app(f"app-{i:04d}", ref) for i in range(count)]
+    t0 = time.monotonic()
+    b.apply(ns, docs)
+    applied = time.monotonic() - t0
+
+    def all_ready() -> bool:
+        items = b.apps(ns)
+        return len(items) == count and all(
+            (i.get("status") or {}).get("readyReplicas") == 1 for i in items
+        )
+
+    ready = wait(all_ready, 900, 1.0) + applied
+    after = b.operator_samples()
+    reconciles = after.get("wasmlet_operator_reconciles_total", 0) - before.get(
+        "wasmlet_operator_reconciles_total", 0
+    )
+    requests = after.get("wasmlet_operator_api_requests_total", 0) - before.get(
+        "wasmlet_operator_api_requests_total", 0
+    )
+    result = {
+        "apps": count,
+        "kubectl_apply_s": applied,
+        "all_ready_s": ready,
+        "operator_rss_bytes": b.operator_rss(),
+        "reconciles": reconciles,
+        "api_requests": requests,
+        "api_requests_per_reconcile": requests / reconciles if reconciles else None,
+    }
+    b.kubectl("delete", "namespace", ns, "--wait=false")
+    return result
+
+
+def run(quick: bool) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="wasmlet-bench-"))
+    cluster = LocalCluster(work / "cluster", preinstall=[ROOT / "crds"])
+    procs = []
+    with cluster:
+        b_api = admin_client(cluster.kubeconfig)
+        for f in sorted((ROOT / "deploy").glob("*.yaml")):
+            cluster.kubectl()("apply", "--server-side", "-f", str(f))
+        port = free_port()
+        procs.append(start_registry(work, port))
+        wasm = build_c(LONG_RUNNING, work / "hello.wasm").read_bytes()
+        ref, _ = push_wasm(f"127.0.0.1:{port}", "bench/hello", "v1", wasm)
+        endpoint = cluster.endpoint
+        nodes = [f"bench-node-{i}" for i in range(1, 4)]
+        agents = [start_agent(work, b_api, endpoint, n, f"127.0.9.{i}")
+                  for i, n in enumerate(nodes, start=1)]  # fmt: skip
+        procs += [a.process for a in agents]
+        op_kubeconfig = kubeconfig_with(work / "operator.kubeconfig", endpoint,
+                                        operator_token(b_api), "wasmlet-operator")  # fmt: skip
+        metrics_port = free_port()
+        operator = start_operator(work, op_kubeconfig,
+                                  extra=("--metrics-port", str(metrics_port)))  # fmt: skip
+        procs.append(operator)
+        try:
+            wait_for_nodes(b_api, nodes)
+            b = Bench(cluster, b_api, f"127.0.0.1:{port}")
+            b.agent_urls = [agent_api(b_api, n) for n in nodes]
+            b.operator_metrics = f"http://127.0.0.1:{metrics_port}/metrics"
+            b.operator_pid = operator.pid
+            wait(lambda: _reachable(b.operator_metrics), 60, 0.2)
+            results: dict[str, Any] = {"machine": {"cpus": 2}, "agents": 3}
+            results["apply_latency"] = bench_apply_latency(b, ref, 5 if quick else 20)
+            results["scale"] = bench_scale(b, ref, 10 if quick else 50)
+            results["many"] = [bench_many(b, ref, n) for n in ((50,) if quick else (200, 1000))]
+            return results
+        finally:
+            for p in reversed(procs):
+                p.stop()
+            b_api.close()
+
+
+def _reachable(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def markdown(r: dict[str, Any]) -> str:
+    lat = r["apply_latency"]
+    rows = [
+        "| measurement | p50 | p99 | min | max | n |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for key, label in (
+        ("apply_to_first_instance_running_s", "`kubectl apply` → first instance running"),
+        ("apply_to_ready_in_status_s", "`kubectl apply` → Ready in status"),
+        ("baseline_kubectl_apply_configmap_s", "baseline: `kubectl apply` of a ConfigMap"),
+    ):
+        s = lat[key]
+        ms = {k: f"{s[k] * 1000:.0f} ms" for k in ("p50", "p99", "min", "max")}
+        rows.append(
+            f"| {label} | {ms['p50']} | {ms['p99']} | {ms['min']} | {ms['max']} | {s['n']} |"
+        )
+    sc = r["scale"]
+    rows += [
+        "",
+        f"Scale 0 → {sc['replicas']} → 0 on 3 agents: all running in "
+        f"{sc['scale_up_all_running_s']:.2f} s "
+        f"(Ready in status {sc['scale_up_ready_in_status_s']:.2f} s), "
+        f"all stopped in {sc['scale_down_all_stopped_s']:.2f} s.",
+        "",
+        "| WasmApps applied at once | kubectl apply | all Ready | operator RSS "
+        "| API requests per reconcile |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for m in r["many"]:
+        per = m["api_requests_per_reconcile"]
+        rows.append(
+            f"| {m['apps']} | {m['kubectl_apply_s']:.1f} s | {m['all_ready_s']:.1f} s | "
+            f"{m['operator_rss_bytes'] / 2**20:.0f} MiB | {per:.2f} |"
+            if per is not None
+            else f"| {m['apps']} | {m['kubectl_apply_s']:.1f} s | {m['all_ready_s']:.1f} s | "
+            f"{m['operator_rss_bytes'] / 2**20:.0f} MiB | - |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.controlplane")
+    p.add_argument("--quick", action="store_true")
+    args = p.parse_args(argv)
+    results = run(args.quick)
+    if not args.quick:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
