@@ -1,0 +1,309 @@
+"""HTTP requests/s with an instance per request: the agent serving the C `cgi` guest.
+
+The agent is the real `wasmlet-agent run` process on a manifest whose module is pulled from
+the loopback registry. Baselines, in the same run and with the same pinning: aiohttp set up
+like the agent's HttpFront answering the same bytes with no Wasm (the framework's ceiling),
+and the same plus the worker-thread round trip the agent makes for every instance.
+
+Load: wrk, one thread, CONNECTIONS keep-alive connections, on loopback. "1 core": the server
+under `taskset -c 0`, wrk on core 1. "2 cores": the server under `taskset -c 0,1` and wrk on
+the same two cores (the machine has no third), so wrk takes some of the server's CPU.
+Unloaded latency: one connection, server on core 0, wrk on core 1.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.baseline_server import BODY
+from bench.common import (
+    BENCH_DIR,
+    REPO,
+    Context,
+    Json,
+    OthersMeter,
+    fmt_seconds,
+    md_table,
+    running,
+    summarize,
+    wait_http,
+    wait_quiet,
+)
+from tests.fixtures.registry import free_port
+from wasmlet_agent.runtime import InstanceSpec, LoadedModule, WasmEngine
+from wasmlet_agent.runtime.cgi import CgiRequest, invoke_cgi
+from wasmlet_agent.runtime.logs import LogBuffer
+
+TITLE = "HTTP requests/s with an instance per request"
+ATTEMPTS = 3  # per wrk run, while other processes disturb it
+MAX_OTHERS = 0.05  # share of the CPUs others may take during a kept run
+CONNECTIONS = 32  # = RunnerConfig.http_workers: every connection can have an instance running
+LAYOUTS = {"1 core": ("0", "1"), "2 cores": ("0,1", "0,1")}  # server cpus, wrk cpus
+SERVERS = {
+    "agent": "**agent** (`wasmlet-agent run`, `cgi` guest)",
+    "aiohttp": "baseline: aiohttp, no Wasm",
+    "aiohttp+hop": "baseline: aiohttp + worker-thread hop, no Wasm",
+}
+PATH = "/bench"
+
+MANIFEST = """\
+apiVersion: wasmlet.dev/v1alpha1
+kind: WasmApp
+metadata:
+  name: cgi
+spec:
+  replicas: 1
+  mode: http
+  http:
+    port: {port}
+  module:
+    oci:
+      reference: "{reference}"
+      insecure: true
+  limits:
+    memory: 16Mi
+    requestTimeoutSeconds: 10
+    maxConcurrency: 256
+"""
+
+
+def _wrk(cpus: str, url: str, seconds: float, connections: int) -> Json:
+    cmd = [
+        "taskset",
+        "-c",
+        cpus,
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{seconds:g}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(BENCH_DIR / "wrk_report.lua"),
+        url,
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=True)
+    _, _, tail = out.stdout.partition("WRK_JSON ")
+    if not tail:
+        raise RuntimeError(f"wrk printed no summary: {out.stdout}{out.stderr}")
+    data: Json = json.loads(tail.splitlines()[0])
+    data["rps"] = data["requests"] / (data["duration_us"] / 1e6)
+    data["error_count"] = sum(data["errors"].values())
+    return data
+
+
+def _quiet_wrk(cpus: str, url: str, seconds: float, connections: int, server: int) -> Json:
+    """A wrk run that other processes did not disturb, if one can be had in ATTEMPTS tries.
+
+    The machine may be shared: a run during which others took more than MAX_OTHERS of the
+    CPUs is repeated, and the least disturbed run is kept (its share is recorded).
+    """
+    best: Json | None = None
+    for _ in range(ATTEMPTS):
+        wait_quiet(30)
+        meter = OthersMeter([server])
+        data = _wrk(cpus, url, seconds, connections)
+        data["others"] = meter.share()
+        if best is None or data["others"] < best["others"]:
+            best = data
+        if data["others"] <= MAX_OTHERS:
+            break
+    assert best is not None
+    return best
+
+
+def _server_cmd(server: str, port: int, manifest: Path, cache_dir: Path) -> list[str]:
+    if server == "agent":
+        agent = Path(sys.executable).parent / "wasmlet-agent"
+        return [str(agent), "run", "--cache-dir", str(cache_dir), str(manifest)]
+    hop = ["--thread-hop"] if server == "aiohttp+hop" else []
+    return [sys.executable, "-m", "bench.baseline_server", str(port), *hop]
+
+
+def _instance_cost(ctx: Context, n: int) -> list[Json]:
+    """invoke_cgi in this process, no HTTP: what the instance part of a request costs."""
+    engine = WasmEngine()
+    rows = []
+    try:
+        module = LoadedModule.from_file(engine, ctx.guests()["cgi"])
+        req = CgiRequest("GET", PATH, headers=[("Host", "127.0.0.1"), ("User-Agent", "wrk")])
+        # The app's limits as in MANIFEST; the agent adds a LogBuffer sink for stderr.
+        specs = {
+            "stderr to a LogBuffer (as the agent)": InstanceSpec(
+                stderr=LogBuffer().sink("stderr"), memory_limit_bytes=16 << 20, timeout_seconds=10.0
+            ),
+            "stderr discarded": InstanceSpec(memory_limit_bytes=16 << 20, timeout_seconds=10.0),
+        }
+        for what, spec in specs.items():
+            times = []
+            for i in range(n + 50):
+                t0 = time.perf_counter()
+                resp = invoke_cgi(module, req, spec)
+                if i >= 50:
+                    times.append(time.perf_counter() - t0)
+                if resp.status != 200:
+                    raise RuntimeError(f"cgi answered {resp.status}: {resp.error}")
+            rows.append({"what": what, "seconds": summarize(times)})
+    finally:
+        engine.stop()
+    return rows
+
+
+def run(ctx: Context) -> Json:
+    reps, seconds, warmup = (1, 2.0, 1.0) if ctx.quick else (3, 5.0, 2.0)
+    pushed = ctx.pushed("cgi")
+    work = ctx.dir("http")
+    rows: list[Json] = []
+    raw: Json = {}
+    for layout, (server_cpus, wrk_cpus) in LAYOUTS.items():
+        for server in SERVERS:
+            port = free_port()
+            manifest = work / f"cgi-{port}.yaml"
+            manifest.write_text(MANIFEST.format(port=port, reference=pushed.pinned))
+            cmd = _server_cmd(server, port, manifest, work / "agent-cache")
+            url = f"http://127.0.0.1:{port}{PATH}"
+            log = work / f"{server}.log"
+            with running(["taskset", "-c", server_cpus, *cmd], log, cwd=REPO) as proc:
+                body = wait_http(url, 120, proc)
+                if body != BODY:
+                    raise RuntimeError(f"{server} answered {body!r}, expected {BODY!r}")
+                _wrk(wrk_cpus, url, warmup, CONNECTIONS)
+                runs = [
+                    _quiet_wrk(wrk_cpus, url, seconds, CONNECTIONS, proc.pid) for _ in range(reps)
+                ]
+                unloaded = None
+                if layout == "1 core":
+                    unloaded = _quiet_wrk(wrk_cpus, url, seconds, 1, proc.pid)
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{server} exited during the load; see {log}")
+            raw[f"{layout}/{server}"] = {"loaded": runs, "unloaded": unloaded}
+            rows.append(
+                {
+                    "layout": layout,
+                    "server": server,
+                    "connections": CONNECTIONS,
+                    "seconds_per_run": seconds,
+                    "runs": reps,
+                    "rps": summarize([r["rps"] for r in runs]),
+                    "p50_ms": summarize([r["latency_us"]["p50"] / 1e3 for r in runs]),
+                    "p99_ms": summarize([r["latency_us"]["p99"] / 1e3 for r in runs]),
+                    "errors": sum(r["error_count"] for r in runs),
+                    "others_max": max(r["others"] for r in runs),
+                    "unloaded": None
+                    if unloaded is None
+                    else {
+                        "rps": unloaded["rps"],
+                        "p50_ms": unloaded["latency_us"]["p50"] / 1e3,
+                        "p99_ms": unloaded["latency_us"]["p99"] / 1e3,
+                        "errors": unloaded["error_count"],
+                        "others": unloaded["others"],
+                    },
+                }
+            )
+    instance = _instance_cost(ctx, 300 if ctx.quick else 2000)
+    ctx.raw["http"] = raw
+    return {"rows": rows, "instance": instance, "wrk": f"wrk -t1 -c{CONNECTIONS}"}
+
+
+def others(res: Json) -> float:
+    """The worst share of the CPUs other processes took during a kept wrk run.
+
+    Runs guard themselves (see _quiet_wrk), so the suite neither repeats this benchmark nor
+    counts its waits for a quiet machine as disturbance.
+    """
+    shares = [r["others_max"] for r in res["rows"]]
+    shares += [r["unloaded"]["others"] for r in res["rows"] if r["unloaded"] is not None]
+    return max(shares)
+
+
+def render(res: Json) -> str:
+    rows = res["rows"]
+    agent_rps = {r["layout"]: r["rps"]["p50"] for r in rows if r["server"] == "agent"}
+    table = []
+    for r in rows:
+        rps = r["rps"]
+        share = "" if r["server"] == "agent" else f"{agent_rps[r['layout']] / rps['p50']:.0%}"
+        table.append(
+            [
+                r["layout"],
+                SERVERS[r["server"]],
+                f"**{rps['p50']:,.0f}**",
+                f"{rps['min']:,.0f} - {rps['max']:,.0f}",
+                f"{r['p50_ms']['p50']:.1f} ms",
+                f"{r['p99_ms']['p50']:.1f} ms",
+                f"{r['runs']} x {r['seconds_per_run']:g} s",
+                r["errors"],
+                f"{r.get('others_max', 0):.0%}",
+                share,
+            ]
+        )
+    headers = [
+        "cores",
+        "server",
+        "req/s (median)",
+        "req/s min - max",
+        "latency p50",
+        "latency p99",
+        "runs",
+        "errors",
+        "others' CPU (worst run)",
+        "agent as % of it",
+    ]
+    out = [
+        f"Loaded: `{res['wrk']}`; latency = median over runs of each run's percentile; "
+        "others' CPU = share of the machine other processes took during the run.",
+        "",
+        md_table(headers, table),
+        "",
+    ]
+    unloaded = [
+        [
+            SERVERS[r["server"]],
+            f"{r['unloaded']['rps']:,.0f}",
+            f"{r['unloaded']['p50_ms']:.2f} ms",
+            f"{r['unloaded']['p99_ms']:.2f} ms",
+        ]
+        for r in rows
+        if r["unloaded"] is not None
+    ]
+    out += [
+        "Unloaded (one connection, 1 core):",
+        "",
+        md_table(["server", "req/s", "latency p50", "latency p99"], unloaded),
+        "",
+    ]
+    inst = [
+        [
+            r["what"],
+            fmt_seconds(r["seconds"]["p50"]),
+            fmt_seconds(r["seconds"]["p99"]),
+            r["seconds"]["n"],
+        ]
+        for r in res["instance"]
+    ]
+    out += [
+        "The instance part of a request (`invoke_cgi` in process, no HTTP, 1 thread):",
+        "",
+        md_table(["`cgi` guest", "p50", "p99", "n"], inst),
+    ]
+    return "\n".join(out)
+
+
+def verdict(res: Json) -> list[str]:
+    out = []
+    for r in res["rows"]:
+        if r["server"] != "agent":
+            continue
+        rps = r["rps"]["p50"]
+        per_core = rps / (1 if r["layout"] == "1 core" else 2)
+        ok = "met" if per_core >= 2000 else "NOT met"
+        out.append(
+            f"HTTP, {r['layout']}: {rps:,.0f} req/s with an instance per request "
+            f"({per_core:,.0f} per core; p99 {r['p99_ms']['p50']:.1f} ms at {r['connections']} "
+            f"connections) — target (thousands of req/s per core) {ok}."
+        )
+    return out
