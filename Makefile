@@ -29,8 +29,10 @@ fmt: deps
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# Benchmarks (minutes; results in bench/RESULTS.md): the agent, then the control plane.
 bench: deps
 	$(PY) -m bench
+	$(PY) -m bench.controlplane
 
 clean:
 	rm -rf .cache/dev .pytest_cache .mypy_cache .ruff_cache
