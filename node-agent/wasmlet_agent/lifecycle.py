@@ -33,6 +33,7 @@ class Reason(StrEnum):
     OUT_OF_MEMORY = "OutOfMemory"
     OUT_OF_FUEL = "OutOfFuel"
     CONFIG_ERROR = "ConfigError"
+    EPHEMERAL_STORAGE = "EphemeralStorageExceeded"  # an emptyDir outgrew its sizeLimit
     STOPPED = "Stopped"
 
 

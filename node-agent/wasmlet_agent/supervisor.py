@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wasmlet.api.constants import Mode
-from wasmlet.api.spec import WasmAppSpec
+from wasmlet.api.spec import WasmAppSpec, parse_quantity
 from wasmlet_agent.backoff import Backoff
 from wasmlet_agent.environment import resolve_env
 from wasmlet_agent.lifecycle import Reason, State, check_transition, scale_down_order
 from wasmlet_agent.metrics import AgentMetrics
 from wasmlet_agent.modulestore import ModuleStore, Ready
-from wasmlet_agent.mounts import prepare_mounts, remove_instance_dir
+from wasmlet_agent.mounts import directory_bytes, prepare_mounts, remove_instance_dir
 from wasmlet_agent.objects import ConfigError, ObjectLookup
 from wasmlet_agent.restarts import AfterExit, after_exit
 from wasmlet_agent.runtime.instances import (
@@ -326,6 +326,48 @@ class AppRevision:
             return [dataclasses.replace(i.status) for i in self._instances.values()]
 
 
+STORAGE_CHECK_SECONDS = 1.0
+
+
+class _StorageWatch:
+    """Stops a run whose emptyDir outgrows its sizeLimit: checked every second while it
+    runs and once when it ends (a guest may write and exit between two checks)."""
+
+    def __init__(self, limits: list[tuple[str, Path, int]], cancel: Cancel) -> None:
+        self.limits, self.cancel = limits, cancel
+        self.over: str | None = None
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+        if limits:
+            self._thread = threading.Thread(target=self._run, name="storage-watch", daemon=True)
+            self._thread.start()
+
+    def _check(self) -> str | None:
+        for name, path, limit in self.limits:
+            used = directory_bytes(path)
+            if used > limit:
+                return (
+                    f"emptyDir {name} holds {used} bytes, over its sizeLimit of {limit} bytes; "
+                    "the instance was stopped"
+                )
+        return None
+
+    def _run(self) -> None:
+        while not self._done.wait(STORAGE_CHECK_SECONDS):
+            self.over = self._check()
+            if self.over is not None:
+                self.cancel.cancel()
+                return
+
+    def finish(self) -> str | None:
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self.limits and self.over is None:
+            self.over = self._check()
+        return self.over
+
+
 class _LoadFailed(Exception):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
@@ -422,7 +464,12 @@ class _CommandInstance:
             self._to(State.RUNNING)
             rev.services.event(rev.key, "Normal", "Started", f"instance {status.name}")
             t0 = time.monotonic()
+            self.cancel = Cancel()  # one per run: a storage stop must not stick to the next
+            if self.stopping:
+                break
+            storage = _StorageWatch(self._size_limits(instance_dir), self.cancel)
             result = run_instance(ready.module, spec, self.cancel)
+            over = storage.finish()
             ran_for = time.monotonic() - t0
             if metrics is not None:
                 metrics.cold_start.labels(app=app, phase="instantiate").observe(
@@ -433,31 +480,45 @@ class _CommandInstance:
             if self.stopping:
                 break
             reason = reason_of(result)
+            what = describe(result)
+            succeeded = result.succeeded
+            if over is not None:  # like the kubelet's eviction for ephemeral storage
+                reason, what, succeeded = Reason.EPHEMERAL_STORAGE, over, False
             if metrics is not None:
                 metrics.exits.labels(namespace=ns, app=app, reason=reason.value).inc()
             ended = State.EXITED if result.outcome is Outcome.EXITED else State.TRAPPED
-            self._to(ended, reason.value, describe(result))
-            if not result.succeeded:
+            self._to(ended, reason.value, what)
+            if not succeeded:
                 rev.services.event(
-                    rev.key, "Warning", reason.value, f"instance {status.name}: {describe(result)}"
+                    rev.key, "Warning", reason.value, f"instance {status.name}: {what}"
                 )
-            decision = after_exit(rev.spec.restart_policy, result.succeeded)
+            decision = after_exit(rev.spec.restart_policy, succeeded)
             if decision is AfterExit.COMPLETE:
-                self._to(State.COMPLETED, reason.value, describe(result))
+                self._to(State.COMPLETED, reason.value, what)
                 self._wake.wait()  # stays until stopped
                 break
             if decision is AfterExit.FAIL:
-                self._to(State.FAILED, reason.value, describe(result))
+                self._to(State.FAILED, reason.value, what)
                 self._wake.wait()
                 break
             delay = self.backoff.on_exit(ran_for)
-            self._to(State.BACK_OFF, reason.value, f"{describe(result)}; restarting in {delay:g}s")
+            self._to(State.BACK_OFF, reason.value, f"{what}; restarting in {delay:g}s")
             if not self._sleep(delay):
                 break
             status.restarts += 1
             if metrics is not None:
                 metrics.restarts.labels(namespace=ns, app=app, reason=reason.value).inc()
         self._to(State.STOPPED, Reason.STOPPED.value)
+
+    def _size_limits(self, instance_dir: Path) -> list[tuple[str, Path, int]]:
+        """(volume, directory, bytes) of this instance's emptyDirs that have a sizeLimit."""
+        mounted = {m.name for m in self.rev.spec.volume_mounts}
+        return [
+            (v.name, instance_dir / "volumes" / v.name, parse_quantity(v.empty_dir.size_limit,
+             "spec.volumes[].emptyDir.sizeLimit"))
+            for v in self.rev.spec.volumes
+            if v.empty_dir is not None and v.empty_dir.size_limit and v.name in mounted
+        ]  # fmt: skip
 
     def _phase(self, phase: str) -> None:
         if phase == "compile" and self.status.state is State.PULLING:

@@ -196,3 +196,43 @@ def test_secret_files_stay_private_to_the_agent(start: StartAgent, oci: OciModul
     assert root.stat().st_mode & 0o077 == 0
     (projected,) = root.glob("default/reader/*/volumes/key/key.pem")
     assert projected.read_text() == "PRIVATE"
+
+
+def test_emptydir_over_its_size_limit_stops_the_instance(start: StartAgent, oci: OciModule) -> None:
+    agent = start(Objects([]))
+    big = "x" * 4096
+    agent.apply(
+        wasm_app(
+            "hoarder",
+            oci("files"),
+            args=[f"write:/scratch/big.txt={big}"],
+            restartPolicy="Never",
+            volumes=[{"name": "scratch", "emptyDir": {"sizeLimit": "1Ki"}}],
+            volumeMounts=[{"name": "scratch", "mountPath": "/scratch"}],
+        )
+    )
+    rep = agent.wait_report(
+        "hoarder", lambda r: r.instances and r.instances[0].state is State.FAILED, "evicted"
+    )
+    inst = rep.instances[0]
+    assert inst.reason == "EphemeralStorageExceeded"
+    assert "emptyDir scratch holds 4096 bytes, over its sizeLimit of 1024 bytes" in inst.message
+    assert any(e.reason == "EphemeralStorageExceeded" for e in agent.events_of("hoarder"))
+
+
+def test_emptydir_within_its_size_limit_is_fine(start: StartAgent, oci: OciModule) -> None:
+    agent = start(Objects([]))
+    agent.apply(
+        wasm_app(
+            "modest",
+            oci("files"),
+            args=["write:/scratch/small.txt=ok"],
+            restartPolicy="Never",
+            volumes=[{"name": "scratch", "emptyDir": {"sizeLimit": "1Ki"}}],
+            volumeMounts=[{"name": "scratch", "mountPath": "/scratch"}],
+        )
+    )
+    rep = agent.wait_report(
+        "modest", lambda r: r.instances and r.instances[0].state is State.COMPLETED, "done"
+    )
+    assert rep.instances[0].reason == "Completed"
