@@ -8,6 +8,7 @@ wasmlet logs APP               instance logs, read from the agents
 
 from __future__ import annotations
 
+import os
 import sys
 
 
@@ -33,7 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     if command in ("status", "logs"):
         from wasmlet.inspect import main as inspect_main
 
-        return inspect_main([command, *rest])
+        try:
+            return inspect_main([command, *rest])
+        except BrokenPipeError:  # `wasmlet logs app | head`: the reader is done
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
     print(f"wasmlet: unknown command {command!r}", file=sys.stderr)
     return _usage()
 
