@@ -16,7 +16,7 @@ END = "<!-- END GENERATED -->"
 def render(summary: Json, benchmarks: dict[str, ModuleType]) -> str:
     m = summary["machine"]
     out = [
-        "## Machine",
+        "### Machine",
         "",
         md_table(
             [
@@ -51,7 +51,7 @@ def render(summary: Json, benchmarks: dict[str, ModuleType]) -> str:
             ],
         ),
         "",
-        "## Against the targets",
+        "### Against the targets",
         "",
     ]
     results = summary["benchmarks"]
@@ -63,7 +63,7 @@ def render(summary: Json, benchmarks: dict[str, ModuleType]) -> str:
         res = results.get(name)
         if res is None:
             continue
-        out += ["", f"## {mod.TITLE}", ""]
+        out += ["", f"### {mod.TITLE}", ""]
         busy = max(res.get("busy_before", 0.0), 0.0)
         out.append(
             f"Measured {res['measured_at']} by `{res['command']}` in {res['elapsed']:.0f} s. "
