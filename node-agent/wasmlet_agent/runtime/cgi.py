@@ -41,6 +41,7 @@ from wasmlet_agent.runtime.modules import LoadedModule
 
 DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 MAX_HEADER_BYTES = 64 * 1024
+MAX_STDERR_BYTES = 1024 * 1024  # per request; more stops the guest (it would only fill logs)
 
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^`|~0-9A-Za-z]+$")
 _STATUS = re.compile(r"^([1-5][0-9][0-9])(?:\s+(.*))?$")
@@ -191,9 +192,10 @@ class _OutputCap(Cancel):
 
     check_ticks = 1
 
-    def __init__(self, fd: int, max_bytes: int) -> None:
+    def __init__(self, fd: int, max_bytes: int, err_fd: int | None = None) -> None:
         super().__init__()
         self.fd = fd
+        self.err_fd = err_fd
         self.max_bytes = max_bytes
         self.exceeded = False
 
@@ -201,6 +203,13 @@ class _OutputCap(Cancel):
         if not self.exceeded and os.fstat(self.fd).st_size > self.max_bytes:
             self.exceeded = True
             self.cancel(f"the response is larger than {self.max_bytes} bytes")
+        if (
+            not self.exceeded
+            and self.err_fd is not None
+            and os.fstat(self.err_fd).st_size > MAX_STDERR_BYTES
+        ):
+            self.exceeded = True
+            self.cancel(f"the guest wrote more than {MAX_STDERR_BYTES} bytes to stderr")
         return super().should_stop()
 
 
@@ -258,7 +267,13 @@ def invoke_cgi(
             stdin_path = f"/proc/self/fd/{fds[-1]}"
         fds.append(_memfd("wasmlet-cgi-stdout"))
         out_fd = fds[-1]
-        cap = _OutputCap(out_fd, max_response_bytes)
+        # stderr to a memfd too, handed to the sink once after the run: a sink is a Python
+        # callback on wasmtime's I/O thread, which costs about as much as the instance itself.
+        err_fd = None
+        if base.stderr is not None and base.stderr_path is None:
+            fds.append(_memfd("wasmlet-cgi-stderr"))
+            err_fd = fds[-1]
+        cap = _OutputCap(out_fd, max_response_bytes, err_fd)
         instance_spec = dataclasses.replace(
             base,
             env={**base.env, **env},
@@ -266,7 +281,15 @@ def invoke_cgi(
             stdout=None,
             stdout_path=f"/proc/self/fd/{out_fd}",
         )
+        if err_fd is not None:
+            instance_spec = dataclasses.replace(
+                instance_spec, stderr=None, stderr_path=f"/proc/self/fd/{err_fd}"
+            )
         result = run_instance(module, instance_spec, cap)
+        if err_fd is not None and base.stderr is not None:
+            errors = _read_all(err_fd)[:MAX_STDERR_BYTES]
+            if errors:
+                base.stderr(errors)
         too_large = cap.exceeded or os.fstat(out_fd).st_size > max_response_bytes
         output = b"" if too_large else _read_all(out_fd)
     finally:
