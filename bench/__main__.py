@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         metavar="N",
         help=f"repeat a benchmark up to N times while other processes take more than "
-        f"{MAX_OTHERS:.0%} of the CPUs during it (default: 2, with --quick 0)",
+        f"{MAX_OTHERS * 100:.0f}%% of the CPUs during it (default: 2, with --quick 0)",
     )
     args = p.parse_args(argv)
     if args.suite == "render":
