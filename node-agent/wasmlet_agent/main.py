@@ -32,6 +32,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         s.add_argument("--api-port", type=int, default=0, help="health/metrics/logs port")
         s.add_argument("--cache-dir", type=Path, default=_default_cache())
         s.add_argument("--cache-max-bytes", type=int, default=2 * 1024**3)
+        s.add_argument(
+            "--http-workers",
+            type=int,
+            default=RunnerConfig.http_workers,
+            help="threads running HTTP instances (more than a few per core only adds GIL "
+            "contention)",
+        )
         s.add_argument("-v", "--verbose", action="store_true")
         s.add_argument("--log-format", choices=("text", "json"), default="text")
         if name == "run":
@@ -56,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         api_port=args.api_port,
         cache_dir=args.cache_dir,
         cache_max_bytes=args.cache_max_bytes,
+        http_workers=args.http_workers,
     )
     try:
         if args.command == "run":
