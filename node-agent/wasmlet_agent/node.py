@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from kubernetes import client, config, watch
+from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from wasmlet.api.constants import (
@@ -32,6 +32,7 @@ from wasmlet.api.constants import (
     WASMPLACEMENTS,
 )
 from wasmlet.api.spec import SpecError, parse_spec
+from wasmlet.clients import api_client
 from wasmlet_agent.agent import AppReport, DesiredApp
 from wasmlet_agent.runner import NodeRunner, RunnerConfig
 from wasmlet_agent.runtime.engine import wasmtime_version
@@ -415,16 +416,8 @@ def _same(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     return strip(a) == strip(b)
 
 
-def _api_client(kubeconfig: str | None) -> client.ApiClient:
-    if kubeconfig:
-        api: client.ApiClient = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
-        return api
-    config.load_incluster_config()  # type: ignore[no-untyped-call]
-    return client.ApiClient()
-
-
 async def run_node(args: argparse.Namespace, cfg: RunnerConfig) -> int:
-    api = _api_client(args.kubeconfig)
+    api = api_client(args.kubeconfig)
     lookup = ApiLookup(client.CoreV1Api(api))
     holder: list[NodeAgent] = []
 

@@ -11,11 +11,11 @@ import sys
 import uuid
 
 import kopf
-from kubernetes import client, config
 from prometheus_client import CollectorRegistry, start_http_server
 
 from wasmlet import logfmt
 from wasmlet.api.constants import SYSTEM_NAMESPACE
+from wasmlet.clients import api_client as make_api_client
 from wasmlet_operator.handlers import build_registry, watch_heartbeats
 from wasmlet_operator.kube import Kube
 from wasmlet_operator.leader import LeaderElector
@@ -46,16 +46,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _api_client(kubeconfig: str | None) -> client.ApiClient:
-    if kubeconfig:
-        api: client.ApiClient = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
-        return api
-    config.load_incluster_config()  # type: ignore[no-untyped-call]
-    return client.ApiClient()
-
-
 async def run(args: argparse.Namespace) -> int:
-    api_client = _api_client(args.kubeconfig)
+    api_client = make_api_client(args.kubeconfig)
     elector = LeaderElector(
         api_client, args.leader_election_namespace, "wasmlet-operator", args.identity,
         args.lease_seconds,
