@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             apply_files(cluster.kubectl(), manifest_files(root / "examples"))
             print("wasmlet dev: applied examples/ — try `kubectl get wasmapps` and "
                   f"`curl http://{node_address(1)}:8080/`", flush=True)  # fmt: skip
+        print(f"wasmlet dev: kubectl built from source: {cluster.binaries.kubectl}", flush=True)
 
     return run_up(workdir, apiserver_port=args.port, on_ready=on_ready)
 
