@@ -175,16 +175,13 @@ def bench_scale(b: Bench, ref: str, top: int) -> dict[str, Any]:
     ns = b.namespace("bench-scale")
     b.apply(ns, [b.app("scaler", ref, replicas=0)])
     time.sleep(1)
-    t0 = time.monotonic()
     b.kubectl("scale", "wasmapp/scaler", "-n", ns, f"--replicas={top}")
     up_running = wait(lambda: b.running(ns, "scaler") == top, 120, 0.05)
     up_ready = wait(lambda: (b.custom.get_namespaced_custom_object(
         "wasmlet.dev", "v1alpha1", ns, "wasmapps", "scaler").get("status") or {}).get(
         "readyReplicas") == top, 120, 0.05) + up_running  # fmt: skip
-    t0 = time.monotonic()
     b.kubectl("scale", "wasmapp/scaler", "-n", ns, "--replicas=0")
     down = wait(lambda: b.running(ns, "scaler") == 0, 120, 0.05)
-    del t0
     return {
         "replicas": top,
         "scale_up_all_running_s": up_running,

@@ -158,7 +158,6 @@ class NodeAgent:
         self._stop = threading.Event()
         self._writers = ThreadPoolExecutor(STATUS_WRITERS, thread_name_prefix="status")
         self.events = ThreadPoolExecutor(1, thread_name_prefix="events")
-        self.heartbeat_ok = False
 
     # --- registration and heartbeat -----------------------------------------------------
 
@@ -246,10 +245,8 @@ class NodeAgent:
                 if time.monotonic() - last_status > 10:
                     self._patch_node_status()
                     last_status = time.monotonic()
-                self.heartbeat_ok = True
                 self.runner.ready = True
             except Exception as e:  # API or connection errors (e.g. the API server restarts)
-                self.heartbeat_ok = False
                 log.warning("heartbeat failed: %s", e)
             self._stop.wait(self.args.heartbeat_seconds)
 

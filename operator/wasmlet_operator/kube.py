@@ -19,10 +19,8 @@ class Kube:
         self.custom = client.CustomObjectsApi(api_client)
         self.core = client.CoreV1Api(api_client)
         self.discovery = client.DiscoveryV1Api(api_client)
-        self.requests = 0  # API requests made, read by the benchmarks
 
     async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        self.requests += 1
         if self.metrics is not None:
             self.metrics.api_requests.labels(operation=fn.__name__).inc()
         return await asyncio.to_thread(fn, *args, **kwargs)

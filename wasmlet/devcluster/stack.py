@@ -7,7 +7,6 @@ token; each agent's token bound to its own Node object).
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 import urllib.error
@@ -220,7 +219,3 @@ def http_get(url: str, timeout: float = 5) -> tuple[int, bytes]:
             return resp.status, resp.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
-
-
-def dumps(obj: object) -> str:
-    return json.dumps(obj, indent=2)
