@@ -33,7 +33,7 @@ PHASES = ("pull", "compile", "load", "instantiate", "start", "other", "total")
 def _start_once(cache_dir: Path, spec: ModuleSpec, app: str) -> Json:
     """One agent start of one instance; seconds per phase (0 for phases that did not run)."""
     registry = CollectorRegistry()
-    metrics = AgentMetrics(registry, "bench")
+    metrics = AgentMetrics(registry)
     engine = WasmEngine()
     try:
         store = ModuleStore(Cache(cache_dir, max_bytes=None), engine, ManifestObjects([]), metrics)

@@ -1,40 +1,16 @@
-"""One explicit lifecycle per instance: states, legal transitions, and reasons."""
+"""One explicit lifecycle per instance: the legal moves between states, and scale-down order.
+
+The states themselves are part of the placement-status contract (wasmlet.api.placements).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from enum import StrEnum
 from typing import Protocol
 
+from wasmlet.api.placements import InstanceState as State
 
-class State(StrEnum):
-    PULLING = "Pulling"
-    COMPILING = "Compiling"
-    STARTING = "Starting"
-    RUNNING = "Running"
-    EXITED = "Exited"
-    TRAPPED = "Trapped"
-    BACK_OFF = "BackOff"
-    COMPLETED = "Completed"  # ended successfully and will not be started again
-    FAILED = "Failed"  # will not be started again (restartPolicy, or a permanent error)
-    STOPPED = "Stopped"  # stopped by the agent (scale down, delete, shutdown)
-
-
-class Reason(StrEnum):
-    PULLED = "Pulled"
-    PULL_FAILED = "PullFailed"
-    DIGEST_MISMATCH = "DigestMismatch"
-    NOT_WASM = "NotWasm"
-    INVALID_MODULE = "InvalidModule"
-    COMPLETED = "Completed"
-    ERROR = "Error"
-    TRAPPED = "Trapped"
-    TIMED_OUT = "TimedOut"
-    OUT_OF_MEMORY = "OutOfMemory"
-    OUT_OF_FUEL = "OutOfFuel"
-    CONFIG_ERROR = "ConfigError"
-    EPHEMERAL_STORAGE = "EphemeralStorageExceeded"  # an emptyDir outgrew its sizeLimit
-    STOPPED = "Stopped"
+__all__ = ["IllegalTransition", "State", "check_transition", "scale_down_order"]
 
 
 _LEGAL: dict[State, frozenset[State]] = {
@@ -43,7 +19,8 @@ _LEGAL: dict[State, frozenset[State]] = {
     State.STARTING: frozenset(
         {State.RUNNING, State.EXITED, State.TRAPPED, State.BACK_OFF, State.FAILED, State.STOPPED}
     ),
-    State.RUNNING: frozenset({State.EXITED, State.TRAPPED, State.STOPPED}),
+    # BackOff straight from Running: the agent failed around a run (retried, never lost).
+    State.RUNNING: frozenset({State.EXITED, State.TRAPPED, State.BACK_OFF, State.STOPPED}),
     State.EXITED: frozenset({State.BACK_OFF, State.COMPLETED, State.FAILED, State.STOPPED}),
     State.TRAPPED: frozenset({State.BACK_OFF, State.FAILED, State.STOPPED}),
     State.BACK_OFF: frozenset({State.PULLING, State.STARTING, State.STOPPED}),
@@ -62,10 +39,6 @@ def check_transition(current: State, new: State) -> State:
     if new not in _LEGAL[current]:
         raise IllegalTransition(f"instance cannot go from {current} to {new}")
     return new
-
-
-def is_ready(state: State) -> bool:
-    return state is State.RUNNING
 
 
 class Instance(Protocol):

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from wasmlet import logfmt
-from wasmlet_agent.runner import RunnerConfig
+from wasmlet_agent.config import AgentConfig, ClusterConfig, parse_labels
 
 
 def _default_cache() -> Path:
@@ -35,7 +35,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         s.add_argument(
             "--http-workers",
             type=int,
-            default=RunnerConfig.http_workers,
+            default=AgentConfig.http_workers,
             help="threads running HTTP instances (more than a few per core only adds GIL "
             "contention)",
         )
@@ -53,10 +53,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logfmt.setup(args.log_format, args.verbose)
-    config = RunnerConfig(
+def config_from(args: argparse.Namespace) -> AgentConfig:
+    """The one AgentConfig for this process; nothing else reads the argparse namespace."""
+    cluster = ClusterConfig()
+    if args.command == "node":
+        cluster = ClusterConfig(
+            kubeconfig=args.kubeconfig,
+            capacity_instances=args.capacity_instances,
+            capacity_memory=args.capacity_memory,
+            labels=parse_labels(args.labels),
+            heartbeat_seconds=args.heartbeat_seconds,
+            lease_seconds=args.lease_seconds,
+        )
+    return AgentConfig(
         node=args.node_name,
         address=args.address,
         api_address=args.api_address or args.address,
@@ -64,15 +73,22 @@ def main(argv: list[str] | None = None) -> int:
         cache_dir=args.cache_dir,
         cache_max_bytes=args.cache_max_bytes,
         http_workers=args.http_workers,
+        cluster=cluster,
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logfmt.setup(args.log_format, args.verbose)
+    config = config_from(args)
     try:
         if args.command == "run":
             from wasmlet_agent.standalone import run
 
             return asyncio.run(run(args.files, config))
-        from wasmlet_agent.node import run_node
+        from wasmlet_agent.cluster.node import run_node
 
-        return asyncio.run(run_node(args, config))
+        return asyncio.run(run_node(config))
     except KeyboardInterrupt:
         return 130
 

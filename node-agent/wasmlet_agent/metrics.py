@@ -16,7 +16,7 @@ _REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 class AgentMetrics:
     """Every metric the agent exports, named per Prometheus conventions (wasmlet_*)."""
 
-    def __init__(self, registry: CollectorRegistry, node: str) -> None:
+    def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
         ProcessCollector(registry=registry)  # process_resident_memory_bytes: the agent's RSS
         self.info = Gauge(

@@ -17,10 +17,11 @@ from typing import Any, TextIO
 from wasmlet.api.manifests import load_documents, parse_app
 from wasmlet.api.revisions import revision_of
 from wasmlet.api.spec import SpecError
-from wasmlet_agent.agent import DesiredApp
+from wasmlet_agent.agent import Agent
+from wasmlet_agent.apps import DesiredApp
+from wasmlet_agent.config import AgentConfig
 from wasmlet_agent.objects import ManifestObjects
-from wasmlet_agent.runner import NodeRunner, RunnerConfig
-from wasmlet_agent.supervisor import AppKey, AppRevision
+from wasmlet_agent.revision import AppKey, Revision
 
 
 def load_desired(paths: Sequence[Path]) -> tuple[list[DesiredApp], ManifestObjects]:
@@ -64,7 +65,7 @@ class _LogPrinter:
         self.out = out
         self._seen: dict[tuple[AppKey, str], int] = {}
 
-    def print_new(self, revisions: Iterable[tuple[AppKey, AppRevision]]) -> None:
+    def print_new(self, revisions: Iterable[tuple[AppKey, Revision]]) -> None:
         for key, rev in revisions:
             for name, buf in list(rev.logs.items()):
                 for line in buf.tail():
@@ -74,52 +75,52 @@ class _LogPrinter:
         self.out.flush()
 
 
-def _revisions(runner: NodeRunner) -> list[tuple[AppKey, AppRevision]]:
-    return [(key, rev) for key in runner.agent.app_keys() for rev in runner.agent.revisions(key)]
+def _revisions(agent: Agent) -> list[tuple[AppKey, Revision]]:
+    return [(key, rev) for key in agent.apps.app_keys() for rev in agent.apps.revisions(key)]
 
 
-async def _stream_logs(runner: NodeRunner, printer: _LogPrinter) -> None:
+async def _stream_logs(agent: Agent, printer: _LogPrinter) -> None:
     while True:
-        printer.print_new(_revisions(runner))
+        printer.print_new(_revisions(agent))
         await asyncio.sleep(0.1)
 
 
-async def run(paths: Sequence[Path], config: RunnerConfig, out: TextIO = sys.stdout) -> int:
+async def run(paths: Sequence[Path], config: AgentConfig, out: TextIO = sys.stdout) -> int:
     try:
         desired, objects = load_desired(paths)
     except (SpecError, OSError) as e:
         print(f"wasmlet: {e}", file=sys.stderr)
         return 2
-    runner = NodeRunner(config, objects, event=lambda key, t, reason, msg: print(
+    agent = Agent(config, objects, event=lambda key, t, reason, msg: print(
         f"event {key[1]}: {t} {reason}: {msg}", file=sys.stderr))  # fmt: skip
     try:
-        await runner.start()
+        await agent.start()
     except OSError as e:
         print(f"wasmlet: cannot serve the agent API on {config.api_address}:{config.api_port}: "
               f"{e}; pass another --api-port", file=sys.stderr)  # fmt: skip
-        runner.engine.stop()
+        await agent.shutdown()
         return 1
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await runner.apply(desired)
-    runner.ready = True
+    await agent.apply(desired)
+    agent.ready = True
     print(f"wasmlet: node agent {config.node}: metrics and health on "
-          f"http://{config.api_address}:{runner.api_port}/metrics", file=sys.stderr)  # fmt: skip
+          f"http://{config.api_address}:{agent.api_port}/metrics", file=sys.stderr)  # fmt: skip
     for d in desired:
         if d.spec.http is not None:
             print(f"wasmlet: {d.key[1]} serves http://{config.address}:{d.spec.http.port}/",
                   file=sys.stderr)  # fmt: skip
     printer = _LogPrinter(out)
-    streamer = asyncio.create_task(_stream_logs(runner, printer))
+    streamer = asyncio.create_task(_stream_logs(agent, printer))
     await stop.wait()
     print("wasmlet: stopping (in-flight requests finish, instances stop)", file=sys.stderr)
     streamer.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await streamer
-    revisions = _revisions(runner)
-    await runner.shutdown()
+    revisions = _revisions(agent)
+    await agent.shutdown()
     printer.print_new(revisions)  # what the instances wrote up to the end
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.remove_signal_handler(sig)

@@ -6,6 +6,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from wasmlet.api.placements import transition_time
+
 
 @dataclass(frozen=True)
 class Condition:
@@ -25,9 +27,7 @@ def merge_conditions(
     old = {c.get("type"): c for c in existing}
     out: list[dict[str, Any]] = []
     for c in wanted:
-        prev = old.get(c.type)
-        changed = prev is None or prev.get("status") != c.status
-        since = now if changed or prev is None else prev.get("lastTransitionTime", now)
+        since = transition_time(old.get(c.type), c.status, now)
         out.append(
             {
                 "type": c.type,

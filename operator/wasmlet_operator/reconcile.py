@@ -17,12 +17,14 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from wasmlet.api.constants import ConditionType, Mode
+from wasmlet.api.placements import rfc3339
 from wasmlet.api.revisions import revision_of, template_of
 from wasmlet.api.spec import SpecError, parse_spec
 from wasmlet_operator import builders
 from wasmlet_operator.conditions import Condition, merge_conditions
 from wasmlet_operator.kube import Kube
 from wasmlet_operator.placement import Placement, place
+from wasmlet_operator.placement_specs import plan_placements
 from wasmlet_operator.rollout import NodeRollout, nodes_to_switch
 from wasmlet_operator.state import AppKey, ClusterState
 from wasmlet_operator.status import PlacementReport, aggregate
@@ -35,10 +37,6 @@ EventFn = Callable[[Mapping[str, Any], str, str, str], None]
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _rfc3339(t: datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _updated_ready(p: Mapping[str, Any]) -> int:
@@ -145,37 +143,24 @@ class Reconciler:
         now: datetime,
     ) -> None:
         ns = key[0]
-        for node, count in sorted(decision.counts.items()):
-            p = existing.get(node)
-            if p is None:
-                body = builders.build_placement(app, node, count, revision, template)
-                created = await self.kube.create_placement(body)
-                if created is not None:
-                    self.state.set_placement(created)
-                    self.event(app, "Normal", "Scheduled", f"placed {count} instance(s) on {node}")
-                continue
-            spec = p["spec"]
-            new_rev = (
-                revision if spec["revision"] == revision or node in switch else spec["revision"]
-            )
-            new_template = template if new_rev == revision else spec["template"]
-            wanted = {
-                **spec,
-                "replicas": count,
-                "revision": new_rev,
-                "template": dict(new_template),
-            }
-            if wanted != spec:
-                updated = await self.kube.replace_placement_spec(ns, p["metadata"]["name"], wanted)
-                if updated is not None:
-                    self.state.set_placement(updated)
-                if spec["revision"] != new_rev:
-                    self.event(
-                        app, "Normal", "RollingOut", f"node {node} moves to revision {new_rev}"
-                    )
-        for node, p in existing.items():
-            if node in decision.counts:
-                continue
+        changes = plan_placements(
+            decision.counts, {n: p["spec"] for n, p in existing.items()}, revision, template, switch
+        )
+        for node, count in changes.create.items():
+            body = builders.build_placement(app, node, count, revision, template)
+            created = await self.kube.create_placement(body)
+            if created is not None:
+                self.state.set_placement(created)
+                self.event(app, "Normal", "Scheduled", f"placed {count} instance(s) on {node}")
+        for node, wanted in changes.update.items():
+            name = existing[node]["metadata"]["name"]
+            updated = await self.kube.replace_placement_spec(ns, name, wanted)
+            if updated is not None:
+                self.state.set_placement(updated)
+            if node in changes.switched:
+                self.event(app, "Normal", "RollingOut", f"node {node} moves to revision {revision}")
+        for node in changes.delete:
+            p = existing[node]
             await self.kube.delete_placement(ns, p["metadata"]["name"])
             self.state.set_placement(p, deleted=True)
             replicas = int(p["spec"].get("replicas") or 0)
@@ -230,9 +215,7 @@ class Reconciler:
     ) -> None:
         old = app.get("status") or {}
         generation = int(app["metadata"].get("generation") or 1)
-        merged = merge_conditions(
-            old.get("conditions") or [], conditions, _rfc3339(now), generation
-        )
+        merged = merge_conditions(old.get("conditions") or [], conditions, rfc3339(now), generation)
         status = {**fields, "observedGeneration": generation, "conditions": merged}
         if all(old.get(k) == v for k, v in status.items()):
             return

@@ -6,7 +6,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from wasmlet.api.constants import APP_LABEL, ConditionStatus, ConditionType
+from wasmlet.api.constants import APP_LABEL, ConditionType
+from wasmlet.api.placements import Reason, ready_failure
 from wasmlet_operator.conditions import Condition
 from wasmlet_operator.placement import Placement
 
@@ -50,12 +51,11 @@ class PlacementReport:
 
     def failure(self) -> tuple[str, str] | None:
         """(reason, message) of a condition on this placement that says something is wrong."""
-        for c in self.status.get("conditions") or []:
-            if c.get("type") == ConditionType.READY and c.get("status") == ConditionStatus.FALSE:
-                reason = str(c.get("reason") or "")
-                if reason and reason not in ("Starting", "Progressing", "ScaledToZero"):
-                    return reason, f"node {self.node}: {c.get('message') or reason}"
-        return None
+        found = ready_failure(self.status.get("conditions") or [])
+        if found is None:
+            return None
+        reason, message = found
+        return reason, f"node {self.node}: {message}"
 
 
 def selector_for(app: str) -> str:
@@ -104,7 +104,7 @@ def aggregate(
         conditions.append(Condition(ConditionType.READY, "False", reason, message))
     elif ready >= desired:
         msg = f"{ready}/{desired} instances ready"
-        conditions.append(Condition(ConditionType.READY, "True", "InstancesReady", msg))
+        conditions.append(Condition(ConditionType.READY, "True", Reason.INSTANCES_READY, msg))
     else:
         conditions.append(
             Condition(

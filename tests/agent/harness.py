@@ -1,4 +1,4 @@
-"""A real NodeRunner on its own event-loop thread, driven from a test's (blocking) thread.
+"""A real Agent on its own event-loop thread, driven from a test's (blocking) thread.
 
 Tests talk to the agent the way everything else does: over HTTP on loopback for served apps
 and the agent API, and through `reports()` (run on the agent's loop) for status.
@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from wasmlet.api.constants import API_VERSION
-from wasmlet_agent.agent import AppReport, DesiredApp
+from wasmlet.api.placements import AppReport
+from wasmlet_agent.agent import Agent
+from wasmlet_agent.apps import DesiredApp
+from wasmlet_agent.config import AgentConfig
 from wasmlet_agent.objects import ManifestObjects
-from wasmlet_agent.runner import NodeRunner, RunnerConfig
+from wasmlet_agent.revision import AppKey
 from wasmlet_agent.standalone import desired_from_documents
-from wasmlet_agent.supervisor import AppKey
 
 T = TypeVar("T")
 
@@ -139,9 +141,9 @@ def wait_until(check: Callable[[], T | None], what: str, timeout: float = 20.0) 
 
 @dataclass
 class RunningAgent:
-    """A started NodeRunner. `stop()` shuts it down and checks nothing was left running."""
+    """A started Agent. `stop()` shuts it down and checks nothing was left running."""
 
-    config: RunnerConfig
+    config: AgentConfig
     lookup: Any
     events: list[Event] = field(default_factory=list)
 
@@ -150,8 +152,8 @@ class RunningAgent:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="test-agent-loop")
         self.thread.start()
-        self.runner = NodeRunner(self.config, self.lookup, event=self._event)
-        self.call(self.runner.start())
+        self.agent = Agent(self.config, self.lookup, event=self._event)
+        self.call(self.agent.start())
         self.stopped = False
 
     def _event(self, key: AppKey, type_: str, reason: str, message: str) -> None:
@@ -170,10 +172,10 @@ class RunningAgent:
         return self.call(run())
 
     def apply(self, *apps: DesiredApp) -> None:
-        self.call(self.runner.apply(apps))
+        self.call(self.agent.apply(apps))
 
     def reports(self) -> dict[AppKey, AppReport]:
-        return self.on_loop(self.runner.reports)
+        return self.on_loop(self.agent.reports)
 
     def report(self, name: str) -> AppReport | None:
         return self.reports().get((NS, name))
@@ -195,18 +197,18 @@ class RunningAgent:
             return [e for e in self.events if e.key == (NS, name)]
 
     def metric(self, name: str, **labels: str) -> float | None:
-        value: float | None = self.runner.registry.get_sample_value(name, labels)
+        value: float | None = self.agent.registry.get_sample_value(name, labels)
         return value
 
     def api(self, path: str, timeout: float = 30.0) -> Response:
-        return request(self.runner.api_port, path, timeout=timeout)
+        return request(self.agent.api_port, path, timeout=timeout)
 
     def stop(self, grace: float = 10.0) -> None:
         if self.stopped:
             return
         self.stopped = True
         try:
-            self.call(self.runner.shutdown(grace), timeout=grace + 30)
+            self.call(self.agent.shutdown(grace), timeout=grace + 30)
             self.call(self.loop.shutdown_default_executor())
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
@@ -224,7 +226,7 @@ def instance_threads() -> list[threading.Thread]:
 
 
 def start_agent(cache_dir: Path, lookup: Any = None, **config: Any) -> RunningAgent:
-    cfg = RunnerConfig(node="test-node", cache_dir=cache_dir, report_interval=0.02, **config)
+    cfg = AgentConfig(node="test-node", cache_dir=cache_dir, report_interval=0.02, **config)
     return RunningAgent(cfg, lookup if lookup is not None else ManifestObjects([]))
 
 

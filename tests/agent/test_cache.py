@@ -535,5 +535,5 @@ def test_unreachable_registry_through_cache(tmp_path: Path) -> None:
     ref = f"127.0.0.1:{closed_port()}/cache/x:v1"
     with pytest.raises(Unreachable) as info:
         Cache(tmp_path).get_or_fetch(None, lambda: client.pull(ref))
-    assert info.value.retryable and info.value.reason is Reason.UNREACHABLE
+    assert info.value.retryable and info.value.reason is Reason.SOURCE_UNREACHABLE
     assert stored(tmp_path) == []

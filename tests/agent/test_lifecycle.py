@@ -10,7 +10,6 @@ from wasmlet_agent.lifecycle import (
     IllegalTransition,
     State,
     check_transition,
-    is_ready,
     scale_down_order,
 )
 
@@ -49,10 +48,6 @@ def test_happy_path_is_legal() -> None:
 def test_illegal_transition_raises(current: State, new: State) -> None:
     with pytest.raises(IllegalTransition, match=f"from {current} to {new}"):
         check_transition(current, new)
-
-
-def test_only_running_is_ready() -> None:
-    assert [s for s in State if is_ready(s)] == [State.RUNNING]
 
 
 @dataclass

@@ -51,8 +51,8 @@ def test_api_apps_and_logs(start: StartAgent, oci: OciModule) -> None:
     assert agent.api("/logs/default/ticker?tail=lots").status == 400
 
     assert agent.api("/healthz").status == 200
-    assert agent.api("/readyz").status == 503  # until the runner's owner says it is ready
-    agent.runner.ready = True
+    assert agent.api("/readyz").status == 503  # until the agent's owner says it is ready
+    agent.agent.ready = True
     assert agent.api("/readyz").status == 200
 
 

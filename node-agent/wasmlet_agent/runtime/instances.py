@@ -213,6 +213,89 @@ def _near_limit(peak: int, limit: int | None) -> bool:
     return peak + max(limit // _OOM_HEADROOM_FRACTION, _OOM_MIN_HEADROOM) >= limit
 
 
+def classify(
+    error: Exception | None,
+    exit_code: int | None,
+    stopped_by: Outcome | None,
+    peak: int | None,
+    limit: int | None,
+) -> tuple[Outcome, str, str]:
+    """How a run ended: (outcome, cause, full text). Pure; shared by modules and components.
+
+    `stopped_by` is the epoch watch's verdict (timeout or cancel), `peak` the final linear
+    memory (None for components, whose memories are not visible: only a trap that names a
+    memory limit then counts as out of memory).
+    """
+    if error is None:
+        if exit_code not in (0, None) and peak is not None and _near_limit(peak, limit):
+            return (
+                Outcome.OUT_OF_MEMORY,
+                f"exited with {exit_code} after its memory reached {peak} of the "
+                f"{limit} bytes allowed",
+                "",
+            )
+        return Outcome.EXITED, "", ""
+    cause, full = _split_message(str(error))
+    code = error.trap_code if isinstance(error, wasmtime.Trap) else None
+    if stopped_by is not None:
+        return stopped_by, cause, full
+    if code is wasmtime.TrapCode.OUT_OF_FUEL or "all fuel consumed" in full:
+        return Outcome.OUT_OF_FUEL, cause, full
+    if code is wasmtime.TrapCode.INTERRUPT:
+        return Outcome.TIMED_OUT, cause, full
+    if peak is not None and _near_limit(peak, limit):
+        return (
+            Outcome.OUT_OF_MEMORY,
+            f"{cause} (memory at {peak} of the {limit} bytes allowed)",
+            full,
+        )
+    if peak is None and _names_memory_limit(cause, limit):
+        return Outcome.OUT_OF_MEMORY, cause, full
+    return Outcome.TRAPPED, cause, full
+
+
+def _names_memory_limit(cause: str, limit: int | None) -> bool:
+    return limit is not None and "memory" in cause and "limit" in cause
+
+
+def _instantiate_failed(err: Exception, limit: int | None, t0: float) -> InstanceResult:
+    """A module or component that could not be instantiated (a start trap, a link error)."""
+    cause, full = _split_message(str(err))
+    outcome = Outcome.TRAPPED if isinstance(err, wasmtime.Trap) else Outcome.FAILED_TO_START
+    if _names_memory_limit(cause, limit):
+        outcome = Outcome.OUT_OF_MEMORY
+    return InstanceResult(
+        outcome, message=cause, detail=full, instantiate_seconds=time.perf_counter() - t0
+    )
+
+
+def _ended(
+    error: Exception | None,
+    exit_code: int | None,
+    watch: _Watch | None,
+    spec: InstanceSpec,
+    cancel: Cancel | None,
+    peak: int | None,
+    times: tuple[float, float, float],
+) -> InstanceResult:
+    stopped_by = watch.reason if watch is not None else None
+    outcome, cause, full = classify(error, exit_code, stopped_by, peak, spec.memory_limit_bytes)
+    if stopped_by is Outcome.TIMED_OUT:
+        cause = f"timed out after {spec.timeout_seconds} s"
+    elif stopped_by is not None and cancel is not None:
+        cause = cancel.reason
+    t0, t1, t2 = times
+    return InstanceResult(
+        outcome,
+        exit_code=exit_code,
+        message=cause,
+        detail=full,
+        instantiate_seconds=t1 - t0,
+        run_seconds=t2 - t1,
+        peak_memory_bytes=peak or 0,
+    )
+
+
 def _check_strings(spec: InstanceSpec) -> None:
     # WASI passes these as C strings: a NUL would silently cut them short.
     for i, arg in enumerate([spec.program_name, *spec.args]):
@@ -388,16 +471,7 @@ def run_instance(
         try:
             instance = module.pre.instantiate(store)
         except (wasmtime.Trap, wasmtime.WasmtimeError) as err:
-            cause, full = _split_message(str(err))
-            outcome = Outcome.TRAPPED if isinstance(err, wasmtime.Trap) else Outcome.FAILED_TO_START
-            if limit is not None and "memory" in cause and "limit" in cause:
-                outcome = Outcome.OUT_OF_MEMORY
-            return InstanceResult(
-                outcome,
-                message=cause,
-                detail=full,
-                instantiate_seconds=time.perf_counter() - t0,
-            )
+            return _instantiate_failed(err, limit, t0)
         start = instance.exports(store)["_start"]
         assert isinstance(start, wasmtime.Func)  # checked when the module was loaded
         t1 = time.perf_counter()
@@ -412,45 +486,7 @@ def run_instance(
             error = err
         t2 = time.perf_counter()
         peak = _linear_memory_bytes(instance, store)
-
-        def result(outcome: Outcome, message: str = "", detail: str = "") -> InstanceResult:
-            return InstanceResult(
-                outcome,
-                exit_code=exit_code,
-                message=message,
-                detail=detail,
-                instantiate_seconds=t1 - t0,
-                run_seconds=t2 - t1,
-                peak_memory_bytes=peak,
-            )
-
-        if error is None:
-            if exit_code != 0 and _near_limit(peak, limit):
-                return result(
-                    Outcome.OUT_OF_MEMORY,
-                    f"exited with {exit_code} after its memory reached {peak} of the "
-                    f"{limit} bytes allowed",
-                )
-            return result(Outcome.EXITED)
-
-        cause, full = _split_message(str(error))
-        code = error.trap_code if isinstance(error, wasmtime.Trap) else None
-        if watch is not None and watch.reason is not None:
-            outcome = watch.reason
-            if outcome is Outcome.TIMED_OUT:
-                cause = f"timed out after {spec.timeout_seconds} s"
-            elif cancel is not None:
-                cause = cancel.reason
-        elif code is wasmtime.TrapCode.OUT_OF_FUEL:
-            outcome = Outcome.OUT_OF_FUEL
-        elif code is wasmtime.TrapCode.INTERRUPT:
-            outcome = Outcome.TIMED_OUT
-        elif _near_limit(peak, limit):
-            outcome = Outcome.OUT_OF_MEMORY
-            cause = f"{cause} (memory at {peak} of the {limit} bytes allowed)"
-        else:
-            outcome = Outcome.TRAPPED
-        return result(outcome, cause, full)
+        return _ended(error, exit_code, watch, spec, cancel, peak, (t0, t1, t2))
     finally:
         # Drop the store (and its WASI output callbacks) now, not at interpreter exit.
         store.close()
@@ -470,7 +506,6 @@ def _run_component(
     visible, so peak_memory_bytes is 0 and only a trap naming a memory limit maps to it; a
     guest that handles a failed allocation itself just exits with its own code.
     """
-    limit = spec.memory_limit_bytes
     try:
         instance = component.component_linker.instantiate(store, component.component)
         run_index = instance.get_export_index(store, component.run_export)
@@ -479,13 +514,7 @@ def _run_component(
             func_index = instance.get_export_index(store, "run", run_index)
             run = instance.get_func(store, func_index) if func_index is not None else None
     except (wasmtime.Trap, wasmtime.WasmtimeError) as err:
-        cause, full = _split_message(str(err))
-        outcome = Outcome.TRAPPED if isinstance(err, wasmtime.Trap) else Outcome.FAILED_TO_START
-        if limit is not None and "memory" in cause and "limit" in cause:
-            outcome = Outcome.OUT_OF_MEMORY
-        return InstanceResult(
-            outcome, message=cause, detail=full, instantiate_seconds=time.perf_counter() - t0
-        )
+        return _instantiate_failed(err, spec.memory_limit_bytes, t0)
     if run is None:
         return InstanceResult(
             Outcome.FAILED_TO_START,
@@ -505,33 +534,4 @@ def _run_component(
     except (wasmtime.Trap, wasmtime.WasmtimeError) as err:
         error = err
     t2 = time.perf_counter()
-
-    def result(outcome: Outcome, message: str = "", detail: str = "") -> InstanceResult:
-        return InstanceResult(
-            outcome,
-            exit_code=exit_code,
-            message=message,
-            detail=detail,
-            instantiate_seconds=t1 - t0,
-            run_seconds=t2 - t1,
-        )
-
-    if error is None:
-        return result(Outcome.EXITED)
-    cause, full = _split_message(str(error))
-    code = error.trap_code if isinstance(error, wasmtime.Trap) else None
-    if watch is not None and watch.reason is not None:
-        outcome = watch.reason
-        if outcome is Outcome.TIMED_OUT:
-            cause = f"timed out after {spec.timeout_seconds} s"
-        elif cancel is not None:
-            cause = cancel.reason
-    elif code is wasmtime.TrapCode.OUT_OF_FUEL or "all fuel consumed" in full:
-        outcome = Outcome.OUT_OF_FUEL
-    elif code is wasmtime.TrapCode.INTERRUPT:
-        outcome = Outcome.TIMED_OUT
-    elif limit is not None and "memory" in cause and "limit" in cause:
-        outcome = Outcome.OUT_OF_MEMORY
-    else:
-        outcome = Outcome.TRAPPED
-    return result(outcome, cause, full)
+    return _ended(error, exit_code, watch, spec, cancel, None, (t0, t1, t2))

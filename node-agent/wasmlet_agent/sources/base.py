@@ -4,38 +4,26 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from enum import StrEnum
+
+from wasmlet.api.placements import Reason
+
+__all__ = ["Reason"]
 
 WASM_MAGIC = b"\0asm"
 # Upper bound on a module's size unless the caller passes another one.
 DEFAULT_MAX_MODULE_BYTES = 256 * 1024 * 1024
 
 
-class Reason(StrEnum):
-    """Why a module could not be had; CamelCase values fit a Kubernetes condition reason."""
-
-    UNREACHABLE = "SourceUnreachable"
-    NOT_FOUND = "ModuleNotFound"
-    UNAUTHORIZED = "Unauthorized"
-    DIGEST_MISMATCH = "DigestMismatch"
-    NOT_WASM = "NotWasm"
-    TOO_LARGE = "ModuleTooLarge"
-    NO_WASM_LAYER = "NoWasmLayer"
-    INVALID_SOURCE = "InvalidSource"
-    INVALID_DIGEST = "InvalidDigest"
-    TLS_ERROR = "TLSError"
-    SERVER_ERROR = "SourceServerError"
-    UNSUPPORTED = "UnsupportedFormat"
-
-
 # Reasons a later attempt may fix without anyone changing the spec, a Secret or the source.
-_RETRYABLE = frozenset({Reason.UNREACHABLE, Reason.NOT_FOUND, Reason.SERVER_ERROR})
+_RETRYABLE = frozenset(
+    {Reason.SOURCE_UNREACHABLE, Reason.MODULE_NOT_FOUND, Reason.SOURCE_SERVER_ERROR}
+)
 
 
 class SourceError(Exception):
     """A module could not be had; `reason` goes to status and Events, the text says what to do."""
 
-    reason: Reason = Reason.SERVER_ERROR
+    reason: Reason = Reason.SOURCE_SERVER_ERROR
 
     def __init__(self, message: str, *, reason: Reason | None = None) -> None:
         super().__init__(message)
@@ -50,11 +38,11 @@ class SourceError(Exception):
 
 
 class Unreachable(SourceError):
-    reason = Reason.UNREACHABLE
+    reason = Reason.SOURCE_UNREACHABLE
 
 
 class NotFound(SourceError):
-    reason = Reason.NOT_FOUND
+    reason = Reason.MODULE_NOT_FOUND
 
 
 class Unauthorized(SourceError):
@@ -66,7 +54,7 @@ class NotWasm(SourceError):
 
 
 class TooLarge(SourceError):
-    reason = Reason.TOO_LARGE
+    reason = Reason.MODULE_TOO_LARGE
 
 
 class NoWasmLayer(SourceError):
@@ -86,11 +74,11 @@ class TLSError(SourceError):
 
 
 class ServerError(SourceError):
-    reason = Reason.SERVER_ERROR
+    reason = Reason.SOURCE_SERVER_ERROR
 
 
 class Unsupported(SourceError):
-    reason = Reason.UNSUPPORTED
+    reason = Reason.UNSUPPORTED_FORMAT
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,7 @@ def test_missing_key_lists_keys_present() -> None:
         module_from_configmap(obj, "app.wasm")
     msg = str(info.value)
     assert "apps/mods" in msg and "'app.wasm'" in msg and "a.txt, b.wasm" in msg
-    assert info.value.reason is Reason.NOT_FOUND
+    assert info.value.reason is Reason.MODULE_NOT_FOUND
 
 
 def test_missing_key_in_empty_configmap() -> None:

@@ -292,7 +292,7 @@ def test_unknown_tag(registry: RegistryServer) -> None:
     with pytest.raises(NotFound) as info:
         pull(f"{registry.host}/apps/known:nope", insecure=True)
     assert "tag nope not found" in str(info.value)
-    assert info.value.reason is Reason.NOT_FOUND and info.value.retryable
+    assert info.value.reason is Reason.MODULE_NOT_FOUND and info.value.retryable
 
 
 def test_unknown_repository(registry: RegistryServer) -> None:
@@ -312,7 +312,7 @@ def test_unreachable_registry() -> None:
     with pytest.raises(Unreachable) as info:
         pull(f"127.0.0.1:{port}/apps/x:v1", insecure=True, timeout=5)
     assert f"127.0.0.1:{port}" in str(info.value)
-    assert info.value.reason is Reason.UNREACHABLE and info.value.retryable
+    assert info.value.reason is Reason.SOURCE_UNREACHABLE and info.value.retryable
 
 
 def test_https_to_plain_http_registry_says_set_insecure(registry: RegistryServer) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from wasmlet.api.spec import parse_spec
-from wasmlet_agent.mounts import directory_bytes, prepare_mounts, remove_instance_dir
 from wasmlet_agent.objects import ConfigError, ManifestObjects
+from wasmlet_agent.volumes import directory_bytes, prepare_mounts, remove_instance_dir
 
 OBJECTS = ManifestObjects(
     [

@@ -1,4 +1,4 @@
-"""Command-mode apps through a real NodeRunner: lifecycle, restarts, limits, scaling, rollover."""
+"""Command-mode apps through a real Agent: lifecycle, restarts, limits, scaling, rollover."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 
 from tests.agent.conftest import OciModule, StartAgent
 from tests.agent.harness import free_port, instance_threads, request, wait_until, wasm_app
-from wasmlet_agent.agent import AppReport
+from wasmlet.api.placements import AppReport
 from wasmlet_agent.lifecycle import State
 
 FAST_BACKOFF = {"initialSeconds": 0.1, "maxSeconds": 10}

@@ -1,4 +1,4 @@
-"""HTTP-mode apps through a real NodeRunner: an instance per request, limits, port conflicts."""
+"""HTTP-mode apps through a real Agent: an instance per request, limits, port conflicts."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from tests.agent.conftest import OciModule, StartAgent
 from tests.agent.harness import RunningAgent, free_port, request, wait_until, wasm_app
-from wasmlet_agent.agent import DesiredApp
+from wasmlet_agent.apps import DesiredApp
 
 
 def _instantiations(agent: RunningAgent, app: str) -> float:
@@ -81,7 +81,7 @@ def test_concurrency_limit_and_request_timeout_keep_the_agent_healthy(
     results: list[int] = []
     first = threading.Thread(target=lambda: results.append(request(spin_port, "/").status))
     first.start()
-    front = agent.runner.fronts[("default", "spin")]
+    front = agent.agent.fronts.fronts[("default", "spin")]
     wait_until(lambda: agent.on_loop(lambda: front.inflight) == 1, "the first request in flight")
     # The one slot is taken: the next request is refused at once, not queued.
     refused = request(spin_port, "/")

@@ -1,4 +1,4 @@
-"""Graceful shutdown of a real NodeRunner: in-flight requests finish, nothing is left running."""
+"""Graceful shutdown of a real Agent: in-flight requests finish, nothing is left running."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def test_shutdown_finishes_in_flight_requests_and_stops_everything(
     agent.wait_report("ticker", lambda r: r.ready == 3, "running")
     agent.wait_report("spin", lambda r: r.ready == 1, "running")
     assert len(instance_threads()) >= 4
-    api_port = agent.runner.api_port
+    api_port = agent.agent.api_port
 
     # A slow client: headers and half the body now, the rest once shutdown has begun.
     body = b"slow upload " * 100
@@ -44,10 +44,10 @@ def test_shutdown_finishes_in_flight_requests_and_stops_everything(
         + f"Content-Length: {len(body)}\r\n\r\n".encode()
         + body[:100]
     )
-    front = agent.runner.fronts[("default", "web")]
+    front = agent.agent.fronts.fronts[("default", "web")]
     wait_until(lambda: agent.on_loop(lambda: front.inflight) == 1, "the request in flight")
 
-    shutdown = asyncio.run_coroutine_threadsafe(agent.runner.shutdown(10), agent.loop)
+    shutdown = asyncio.run_coroutine_threadsafe(agent.agent.shutdown(10), agent.loop)
     wait_until(lambda: _port_is_free(port), "the listener to close", timeout=10)
     assert not shutdown.done()  # still waiting for the request
     client.sendall(body[100:])
@@ -62,8 +62,8 @@ def test_shutdown_finishes_in_flight_requests_and_stops_everything(
     shutdown.result(30)
     assert instance_threads() == []
     assert _port_is_free(port) and _port_is_free(api_port)
-    assert not agent.runner.engine.ticking
-    agent.stop()  # the harness's loop; the runner is already down
+    assert not agent.agent.engine.ticking
+    agent.stop()  # the harness's loop; the agent is already down
 
 
 def test_removing_an_app_stops_its_instances_and_port(start: StartAgent, oci: OciModule) -> None:

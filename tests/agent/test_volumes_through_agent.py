@@ -1,4 +1,4 @@
-"""What an instance sees through a real NodeRunner: volumes, env from objects, nothing else."""
+"""What an instance sees through a real Agent: volumes, env from objects, nothing else."""
 
 from __future__ import annotations
 

@@ -1,8 +1,6 @@
-"""The agent's network side: each HTTP app's port, and the agent's own API.
+"""Serving HTTP apps: a listener per app on spec.http.port, and the set of them on this node.
 
-The agent API (health, readiness, metrics, apps, logs) listens on its own port. Each
-HTTP-mode app gets a listener on spec.http.port at the node's address; every request is run
-by a fresh instance on a worker thread, never on the event loop.
+Every request is run by a fresh instance on a worker thread, never on the event loop.
 """
 
 from __future__ import annotations
@@ -11,18 +9,17 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
-from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from wasmlet_agent.agent import Agent, AppReport
+from wasmlet.api.constants import Mode
+from wasmlet.api.placements import Reason
+from wasmlet_agent.apps import Apps, DesiredApp
 from wasmlet_agent.metrics import AgentMetrics
+from wasmlet_agent.revision import AppKey, EventSink
 from wasmlet_agent.runtime.cgi import CgiRequest, ServerInfo, invoke_cgi
-from wasmlet_agent.supervisor import AppKey
 
 log = logging.getLogger("wasmlet.agent")
 
@@ -38,14 +35,14 @@ class HttpFront:
 
     def __init__(
         self,
-        agent: Agent,
+        apps: Apps,
         key: AppKey,
         address: str,
         port: int,
         executor: ThreadPoolExecutor,
         metrics: AgentMetrics | None,
     ) -> None:
-        self.agent, self.key, self.address, self.port = agent, key, address, port
+        self.apps, self.key, self.address, self.port = apps, key, address, port
         self.executor, self.metrics = executor, metrics
         self.inflight = 0
         self._idle = asyncio.Event()  # set while no request is in flight
@@ -85,10 +82,10 @@ class HttpFront:
     async def handle(self, request: web.Request) -> web.Response:
         started = time.perf_counter()
         ns, name = self.key
-        rev = self.agent.http_revision(self.key)
+        rev = self.apps.http_revision(self.key)
         code = 503
         try:
-            served = rev.http_serving() if rev is not None else None
+            served = rev.serving() if rev is not None else None
             if rev is None or served is None:
                 return web.Response(status=503, text="app is not ready on this node\n")
             module, spec = served
@@ -161,73 +158,83 @@ class HttpFront:
                 )
 
 
-def report_json(rep: AppReport) -> dict[str, Any]:
-    return {
-        "namespace": rep.key[0],
-        "name": rep.key[1],
-        "revision": rep.revision,
-        "desired": rep.desired,
-        "replicas": rep.replicas,
-        "ready": rep.ready,
-        "updated": rep.updated,
-        "digest": rep.digest,
-        "problem": list(rep.problem) if rep.problem else None,
-        "instances": [
-            {**asdict(s), "state": s.state.value, "ready": s.ready} for s in rep.instances
-        ],
-    }
+class HttpFronts:
+    """The listeners of this node's HTTP apps, kept in line with the desired apps.
 
+    A port that cannot be bound (taken by another process) is a PortConflict for that app,
+    reported in its status and tried again every `retry_seconds`.
+    """
 
-def api_app(
-    agent: Agent, metrics: AgentMetrics | None, ready: Callable[[], bool]
-) -> web.Application:
-    """Health, readiness, metrics, apps and logs (what `wasmlet logs` reads)."""
+    def __init__(
+        self,
+        apps: Apps,
+        address: str,
+        executor: ThreadPoolExecutor,
+        metrics: AgentMetrics | None,
+        event: EventSink,
+        retry_seconds: float = 5.0,
+    ) -> None:
+        self.apps, self.address, self.executor, self.metrics = apps, address, executor, metrics
+        self.event, self.retry_seconds = event, retry_seconds
+        self.fronts: dict[AppKey, HttpFront] = {}
+        self.errors: dict[AppKey, tuple[str, str]] = {}
+        self._lock = asyncio.Lock()
+        self._stopping = False
+        self._retry: asyncio.Task[None] | None = None
 
-    async def healthz(_: web.Request) -> web.Response:
-        return web.Response(text="ok\n")
+    async def sync(self, desired: Iterable[DesiredApp]) -> None:
+        # Starting a front awaits: without the lock two syncs could bind one app's port and
+        # one would report a conflict with itself.
+        async with self._lock:
+            if not self._stopping:
+                await self._sync_locked(list(desired))
+        if self.errors and self._retry is None:
+            self._retry = asyncio.create_task(self._retry_loop())
 
-    async def readyz(_: web.Request) -> web.Response:
-        return (
-            web.Response(text="ok\n") if ready() else web.Response(status=503, text="not ready\n")
-        )
-
-    async def metrics_(_: web.Request) -> web.Response:
-        if metrics is None:
-            return web.Response(status=404)
-        body = generate_latest(metrics.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    async def apps(_: web.Request) -> web.Response:
-        reports = [r for k in agent.app_keys() if (r := agent.report(k)) is not None]
-        return web.json_response([report_json(r) for r in reports])
-
-    async def logs(request: web.Request) -> web.StreamResponse:
-        key = (request.match_info["namespace"], request.match_info["app"])
-        wanted = request.query.get("instance")
+    async def _retry_loop(self) -> None:
         try:
-            tail = int(request.query.get("tail", "100"))
-        except ValueError:
-            return web.Response(status=400, text="tail must be an integer\n")
-        buffers = [
-            (name, buf)
-            for rev in agent.revisions(key)
-            for name, buf in rev.logs.items()
-            if wanted in (None, name)
-        ]
-        if not buffers:
-            return web.Response(status=404, text=f"no instances of {key[0]}/{key[1]} here\n")
-        prefix = len(buffers) > 1
-        lines = [
-            f"[{name}] {line.text}" if prefix else line.text
-            for name, buf in buffers
-            for line in buf.tail(tail)
-        ]
-        return web.Response(text="".join(f"{x}\n" for x in lines))
+            while self.errors and not self._stopping:
+                await asyncio.sleep(self.retry_seconds)  # the port may have been freed
+                await self.sync(self.apps.desired())
+        finally:
+            self._retry = None
 
-    app = web.Application()
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics_)
-    app.router.add_get("/apps", apps)
-    app.router.add_get("/logs/{namespace}/{app}", logs)
-    return app
+    async def _sync_locked(self, desired: list[DesiredApp]) -> None:
+        ports = {
+            d.key: d.spec.http.port
+            for d in desired
+            if d.spec.mode is Mode.HTTP and d.spec.http is not None and d.replicas > 0
+        }
+        for key in list(self.fronts):
+            if ports.get(key) != self.fronts[key].port:
+                await self.fronts.pop(key).stop()
+        for key in list(self.errors):
+            if key not in ports:
+                del self.errors[key]
+        for key, port in ports.items():
+            if key in self.fronts:
+                continue
+            front = HttpFront(self.apps, key, self.address, port, self.executor, self.metrics)
+            try:
+                await front.start()
+            except OSError as e:
+                msg = f"spec.http.port {port} cannot be served on {self.address}: {e}"
+                if self.errors.get(key, ("", ""))[1] != msg:
+                    self.event(key, "Warning", Reason.PORT_CONFLICT, msg)
+                self.errors[key] = (Reason.PORT_CONFLICT, msg)
+                continue
+            self.errors.pop(key, None)
+            self.fronts[key] = front
+            log.info("%s/%s served on http://%s:%d", *key, self.address, port)
+
+    async def stop(self, grace: float) -> None:
+        """Stop every listener; requests in flight get up to `grace` seconds."""
+        if self._retry is not None:
+            self._retry.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retry
+        async with self._lock:
+            self._stopping = True
+            fronts = list(self.fronts.values())
+            self.fronts.clear()
+        await asyncio.gather(*(front.stop(grace) for front in fronts))

@@ -1,15 +1,22 @@
-"""Turning spec.volumes/volumeMounts into directories preopened for one instance."""
+"""spec.volumes/volumeMounts as directories preopened for one instance, and their size limits.
+
+An instance directory holds `volumes/<name>` for each mounted emptyDir, ConfigMap and Secret;
+hostPaths are preopened where they are. A watch stops a run whose emptyDir outgrows its
+sizeLimit (like the kubelet's eviction for ephemeral storage).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from wasmlet.api.spec import Volume, WasmAppSpec
+from wasmlet.api.spec import Volume, WasmAppSpec, parse_quantity
 from wasmlet_agent.objects import ConfigError, ObjectLookup, config_map_files, secret_files
+from wasmlet_agent.runtime.instances import Cancel
 
 
 @dataclass(frozen=True)
@@ -110,3 +117,57 @@ def remove_instance_dir(instance_dir: Path) -> None:
                     # Directories must be writable for their entries to be removed.
                     os.chmod(path, 0o700)
     shutil.rmtree(instance_dir, ignore_errors=True)
+
+
+STORAGE_CHECK_SECONDS = 1.0
+
+
+def size_limits(spec: WasmAppSpec, instance_dir: Path) -> list[tuple[str, Path, int]]:
+    """(volume, directory, bytes) of an instance's mounted emptyDirs that have a sizeLimit."""
+    mounted = {m.name for m in spec.volume_mounts}
+    return [
+        (v.name, instance_dir / "volumes" / v.name,
+         parse_quantity(v.empty_dir.size_limit, "spec.volumes[].emptyDir.sizeLimit"))
+        for v in spec.volumes
+        if v.empty_dir is not None and v.empty_dir.size_limit and v.name in mounted
+    ]  # fmt: skip
+
+
+class StorageWatch:
+    """Stops a run whose emptyDir outgrows its sizeLimit: checked every second while it
+    runs and once when it ends (a guest may write and exit between two checks)."""
+
+    def __init__(self, limits: list[tuple[str, Path, int]], cancel: Cancel) -> None:
+        self.limits, self.cancel = limits, cancel
+        self.over: str | None = None
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+        if limits:
+            self._thread = threading.Thread(target=self._run, name="storage-watch", daemon=True)
+            self._thread.start()
+
+    def _check(self) -> str | None:
+        for name, path, limit in self.limits:
+            used = directory_bytes(path)
+            if used > limit:
+                return (
+                    f"emptyDir {name} holds {used} bytes, over its sizeLimit of {limit} bytes; "
+                    "the instance was stopped"
+                )
+        return None
+
+    def _run(self) -> None:
+        while not self._done.wait(STORAGE_CHECK_SECONDS):
+            self.over = self._check()
+            if self.over is not None:
+                self.cancel.cancel()
+                return
+
+    def finish(self) -> str | None:
+        """Stop watching; the message if the run went over a limit, else None."""
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self.limits and self.over is None:
+            self.over = self._check()
+        return self.over

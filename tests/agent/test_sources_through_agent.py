@@ -1,4 +1,4 @@
-"""Module sources through a real NodeRunner: OCI (tag, digest), ConfigMap, failures, cache."""
+"""Module sources through a real Agent: OCI (tag, digest), ConfigMap, failures, cache."""
 
 from __future__ import annotations
 

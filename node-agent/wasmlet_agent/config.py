@@ -1,0 +1,41 @@
+"""The agent's configuration: one value, built once from the command line (or by a test)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """What only cluster mode needs."""
+
+    kubeconfig: str | None = None
+    capacity_instances: int = 1000
+    capacity_memory: str = "8Gi"
+    labels: dict[str, str] = field(default_factory=dict)
+    heartbeat_seconds: float = 2.0
+    lease_seconds: int = 20
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    node: str
+    address: str = "127.0.0.1"  # where HTTP apps are served
+    api_address: str = "127.0.0.1"
+    api_port: int = 0  # 0: a free port
+    cache_dir: Path = Path(".cache/agent")
+    cache_max_bytes: int | None = 2 * 1024**3
+    http_workers: int = 32
+    report_interval: float = 0.1
+    port_retry_seconds: float = 5.0  # how often a taken spec.http.port is tried again
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+
+
+def parse_labels(text: str) -> dict[str, str]:
+    """`k=v,k2=v2` (the --labels flag) as a dict; blanks are skipped."""
+    labels: dict[str, str] = {}
+    for item in filter(None, (x.strip() for x in text.split(","))):
+        k, _, v = item.partition("=")
+        labels[k.strip()] = v.strip()
+    return labels
