@@ -51,10 +51,6 @@ class CachedModule:
 class CacheStats:
     """Plain counters for the metrics layer (read them, do not write)."""
 
-    hits: int = 0
-    misses: int = 0
-    compile_hits: int = 0
-    compile_misses: int = 0
     evictions: int = 0
     bytes_on_disk: int = 0
     modules: int = 0
@@ -135,9 +131,7 @@ class Cache:
                     hit = self._lookup(h)
                     if hit is None:
                         module = fetch()
-                        self._count(misses=1)
                         return self._insert(module, expected=digest)
-            self._count(hits=1)
             return hit
         except BaseException:
             if pin:
@@ -146,7 +140,6 @@ class Cache:
 
     def _fetch_unknown(self, fetch: Callable[[], ModuleBytes], pin: bool) -> CachedModule:
         module = fetch()
-        self._count(misses=1)
         digest = compute_digest(module.data)
         if pin:
             self.pin(digest)
@@ -195,12 +188,10 @@ class Cache:
         path = self._compiled / h / f"{fingerprint}.cwasm"
         data = self._read_compiled(h, path)
         if data is not None:
-            self._count(compile_hits=1)
             return data
         with self._digest_lock(h):
             data = self._read_compiled(h, path)
             if data is not None:
-                self._count(compile_hits=1)
                 return data
             try:
                 module = self._blob(h).read_bytes()
@@ -218,7 +209,6 @@ class Cache:
             self._write_atomic(path, artifact)
             with contextlib.suppress(FileNotFoundError):
                 self._touch(h)
-            self._count(compile_misses=1)
         self._evict(keep=h)
         return artifact
 

@@ -74,6 +74,15 @@ class AgentMetrics:
             "wasmlet_module_cache_bytes", "Bytes of modules and precompiled artifacts on disk.",
             registry=registry,
         )  # fmt: skip
+        self.cache_modules = Gauge(
+            "wasmlet_module_cache_modules", "Modules whose bytes are in the disk cache.",
+            registry=registry,
+        )  # fmt: skip
+        self.cache_evictions = Gauge(
+            "wasmlet_module_cache_evictions",
+            "Entries evicted from the disk cache (LRU) since the agent started.",
+            registry=registry,
+        )
         # Series that exist from the start, so ratios and rates have data before the first
         # event (Prometheus convention for known label values).
         for kind in ("module", "compiled"):

@@ -186,7 +186,10 @@ class ModuleStore:
                 (self.metrics.cache_misses if cached.fetched else self.metrics.cache_hits).labels(
                     kind="module"
                 ).inc()
-                self.metrics.cache_bytes.set(self.cache.stats.bytes_on_disk)
+                stats = self.cache.stats
+                self.metrics.cache_bytes.set(stats.bytes_on_disk)
+                self.metrics.cache_modules.set(stats.modules)
+                self.metrics.cache_evictions.set(stats.evictions)
             self._loaded[digest] = module
             return Ready(digest, module, cached.fetched, compiled)
 

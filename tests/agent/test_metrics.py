@@ -79,6 +79,8 @@ def test_metrics_after_traffic(start: StartAgent, oci: OciModule, tmp_path: Path
     on_disk = sum(f.stat().st_size for f in (tmp_path / "modules").rglob("*") if f.is_file())
     cache_bytes = m("wasmlet_module_cache_bytes")
     assert cache_bytes is not None and 0 < cache_bytes <= on_disk
+    assert (m("wasmlet_module_cache_modules") or 0) >= 3
+    assert m("wasmlet_module_cache_evictions") == 0
     assert (m("wasmlet_module_pull_errors_total", reason="NotWasm") or 0) >= 1
 
     # The same, as Prometheus scrapes it.
@@ -98,6 +100,8 @@ def test_metrics_after_traffic(start: StartAgent, oci: OciModule, tmp_path: Path
         "wasmlet_module_cache_hits",
         "wasmlet_module_cache_misses",
         "wasmlet_module_cache_bytes",
+        "wasmlet_module_cache_modules",
+        "wasmlet_module_cache_evictions",
         "wasmlet_module_pull_errors",
         "process_resident_memory_bytes",
     ):

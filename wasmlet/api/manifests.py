@@ -49,8 +49,3 @@ def load_documents(path: Path) -> Iterator[dict[str, Any]]:
         for doc in yaml.safe_load_all(f):
             if doc:
                 yield doc
-
-
-def load_apps(path: Path) -> list[WasmApp]:
-    """The WasmApps in a manifest file (other kinds, e.g. ConfigMaps, are returned elsewhere)."""
-    return [parse_app(d) for d in load_documents(path) if d.get("kind") == "WasmApp"]
