@@ -1,4 +1,9 @@
-"""Running one WASI instance under its limits and reporting, as plain data, how it ended."""
+"""Running one WASI instance under its limits and reporting, as plain data, how it ended.
+
+Long (~540 lines) on purpose: the limits (memory, fuel, epoch deadline through a C callback),
+WASI setup and the classification of how a run ended for modules and components are one
+sequence around one Store; the pure part of it is `classify`.
+"""
 
 from __future__ import annotations
 

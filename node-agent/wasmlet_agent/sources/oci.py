@@ -1,4 +1,8 @@
-"""A minimal OCI Distribution client: pull one Wasm module from a registry, verifying every byte."""
+"""A minimal OCI Distribution client: pull one Wasm module from a registry, verifying every byte.
+
+Long (~750 lines) on purpose: the Distribution protocol (auth challenges, manifests, indexes,
+media types, blob redirects) is one client with one error vocabulary; its parts are private.
+"""
 
 from __future__ import annotations
 
