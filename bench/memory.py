@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 
 from bench.common import REPO, Context, Json, fmt_bytes, md_table, rss_bytes, running, wait_http
-from tests.fixtures.registry import free_port
+from wasmlet_dev.ports import free_port
 
 TITLE = "Memory per idle instance and instances per GiB"
 GIB = 1 << 30

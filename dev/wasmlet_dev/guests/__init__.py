@@ -1,1 +1,1 @@
-"""Test guests: C, Go and WAT sources compiled to Wasm by build.py."""
+"""Guests built from source (C, Go, WAT; components via wasm-tools) for the tests and benchmarks."""

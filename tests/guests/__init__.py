@@ -1,0 +1,1 @@
+"""Tests of the guest builder (dev/wasmlet_dev/guests/build.py)."""
