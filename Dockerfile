@@ -4,6 +4,8 @@
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
+# The product only: dev/ (wasmlet_dev: local cluster, test guests, registry helpers) is not
+# copied, so the wheel holds wasmlet, wasmlet_operator and wasmlet_agent and no dev extra.
 COPY wasmlet ./wasmlet
 COPY operator ./operator
 COPY node-agent ./node-agent

@@ -22,10 +22,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-# Benchmark code may import the test helpers (guest builder, registry fixture): the same
-# modules and the same real registry as the tests, built and started the same way.
-from tests.fixtures.registry import Pushed, RegistryServer, push_wasm_artifact, start_registry
-from tests.guests.build import build_guests
+from wasmlet_dev.guests.build import build_guests
+
+# The same guests and the same real registry as the tests, built and started the same way.
+from wasmlet_dev.oci import Pushed, push_wasm_artifact
+from wasmlet_dev.registry import RegistryServer, start_registry
+from wasmlet_dev.waits import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH_DIR = REPO / "bench"
@@ -227,22 +229,14 @@ def running(cmd: Sequence[str], log: Path, **kw: Any) -> Iterator[subprocess.Pop
 
 def wait_http(url: str, timeout: float, proc: subprocess.Popen[Any] | None = None) -> bytes:
     """GET `url` until it answers 200; the body. Fails early if `proc` exits."""
-    deadline = time.monotonic() + timeout
-    last = ""
-    while time.monotonic() < deadline:
+
+    def answered() -> bytes | None:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"process {proc.pid} exited with {proc.returncode} ({url})")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    body: bytes = r.read()
-                    return body
-        except urllib.error.HTTPError as e:
-            last = f"HTTP {e.code}"
-        except OSError as e:
-            last = str(e)
-        time.sleep(0.05)
-    raise TimeoutError(f"{url} did not answer 200 within {timeout} s (last: {last})")
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return bytes(r.read()) if r.status == 200 else None
+
+    return wait_until(answered, f"{url} to answer 200", timeout=timeout, retry_on=(OSError,))
 
 
 def rss_bytes(pid: int | str = "self") -> int:

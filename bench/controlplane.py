@@ -31,20 +31,22 @@ import yaml
 from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
-from wasmlet.devcluster.binaries import repo_root
-from wasmlet.devcluster.cluster import LocalCluster, free_port
-from wasmlet.devcluster.identities import admin_client
-from wasmlet.devcluster.oci_push import push_wasm
-from wasmlet.devcluster.stack import (
+from wasmlet_dev.cluster.binaries import repo_root
+from wasmlet_dev.cluster.cluster import LocalCluster
+from wasmlet_dev.cluster.identities import admin_client
+from wasmlet_dev.cluster.stack import (
     agent_api,
     kubeconfig_with,
     operator_token,
     start_agent,
     start_operator,
-    start_registry,
     wait_for_nodes,
 )
-from wasmlet.devcluster.wasm_build import build_c
+from wasmlet_dev.oci import push_wasm_artifact
+from wasmlet_dev.ports import free_port
+from wasmlet_dev.registry import start_registry
+from wasmlet_dev.waits import wait_until
+from wasmlet_dev.wasm_build import build_c
 
 ROOT = repo_root()
 RESULTS = ROOT / "bench" / "results" / "controlplane.json"
@@ -126,12 +128,10 @@ class Bench:
 
 
 def wait(check: Any, timeout: float, interval: float = 0.02) -> float:
+    """Seconds until `check` holds (a measurement: errors in `check` are not retried)."""
     start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if check():
-            return time.monotonic() - start
-        time.sleep(interval)
-    raise TimeoutError(f"not converged in {timeout}s")
+    wait_until(check, "convergence", timeout=timeout, interval=interval, retry_on=())
+    return time.monotonic() - start
 
 
 def bench_apply_latency(b: Bench, ref: str, n: int) -> dict[str, Any]:
@@ -234,9 +234,9 @@ def run(quick: bool) -> dict[str, Any]:
         for f in sorted((ROOT / "deploy").glob("*.yaml")):
             cluster.kubectl()("apply", "--server-side", "-f", str(f))
         port = free_port()
-        procs.append(start_registry(work, port))
+        procs.append(start_registry(work / "registry", port=port))
         wasm = build_c(LONG_RUNNING, work / "hello.wasm").read_bytes()
-        ref, _ = push_wasm(f"127.0.0.1:{port}", "bench/hello", "v1", wasm)
+        ref, _ = push_wasm_artifact(f"127.0.0.1:{port}", "bench/hello", "v1", wasm)
         endpoint = cluster.endpoint
         nodes = [f"bench-node-{i}" for i in range(1, 4)]
         agents = [start_agent(work, b_api, endpoint, n, f"127.0.9.{i}")

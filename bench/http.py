@@ -33,10 +33,10 @@ from bench.common import (
     wait_http,
     wait_quiet,
 )
-from tests.fixtures.registry import free_port
 from wasmlet_agent.runtime import InstanceSpec, LoadedModule, WasmEngine
 from wasmlet_agent.runtime.cgi import CgiRequest, invoke_cgi
 from wasmlet_agent.runtime.logs import LogBuffer
+from wasmlet_dev.ports import free_port
 
 TITLE = "HTTP requests/s with an instance per request"
 ATTEMPTS = 3  # per wrk run, while other processes disturb it

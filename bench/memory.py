@@ -20,7 +20,8 @@ import urllib.request
 from pathlib import Path
 
 from bench.common import REPO, Context, Json, fmt_bytes, md_table, rss_bytes, running, wait_http
-from tests.fixtures.registry import free_port
+from wasmlet_dev.ports import free_port
+from wasmlet_dev.waits import wait_until
 
 TITLE = "Memory per idle instance and instances per GiB"
 GIB = 1 << 30
@@ -128,10 +129,14 @@ def _agent_point(ctx: Context, reference: str, m: int) -> Json:
     with running(cmd, work / "agent.log", cwd=REPO) as proc:
         t0 = time.monotonic()
         wait_http(f"{api}/healthz", 60, proc)
-        while _running_instances(api) < m:
-            if proc.poll() is not None or time.monotonic() - t0 > 180:
-                raise RuntimeError(f"{m} instances not Running in time; see {work}/agent.log")
-            time.sleep(0.25)
+
+        def all_running() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the agent exited; see {work}/agent.log")
+            return _running_instances(api) >= m
+
+        wait_until(all_running, f"{m} instances Running (log: {work}/agent.log)", timeout=180,
+                   interval=0.25, retry_on=(OSError,))  # fmt: skip
         ready = time.monotonic() - t0
         time.sleep(2.0)  # let start-up garbage settle
         cpu0, c0 = _cpu_ticks(proc.pid), time.monotonic()

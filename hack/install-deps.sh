@@ -24,17 +24,17 @@ command -v go >/dev/null || { echo "install-deps: Go >= 1.26 is required (https:
 venv="$root/.venv"
 stamp="$venv/.installed-$(sha256sum "$root/pyproject.toml" | cut -c1-16)"
 if [ ! -e "$stamp" ]; then
-  echo "install-deps: creating $venv and installing wasmlet with its test extras" >&2
+  echo "install-deps: creating $venv and installing wasmlet with its dev and test extras" >&2
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --upgrade pip
-  "$venv/bin/pip" install -q -e "$root[test]"
+  "$venv/bin/pip" install -q -e "$root[dev,test]"
   touch "$stamp"
 fi
 
 # The preview1-to-component adapter (a crates.io crate) for the component test guests.
 cargo_bin="$(command -v cargo || echo "$HOME/.cargo/bin/cargo")"
 if [ -x "$cargo_bin" ]; then
-  "$cargo_bin" fetch --locked -q --manifest-path "$root/tests/guests/adapter/Cargo.toml"
+  "$cargo_bin" fetch --locked -q --manifest-path "$root/dev/wasmlet_dev/guests/adapter/Cargo.toml"
 else
   echo "install-deps: cargo not found; component guests will not build (install Rust via rustup)" >&2
 fi

@@ -10,11 +10,40 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
+from importlib.metadata import entry_points
+
+# Each command belongs to the component that implements it; this package imports none of them
+# and finds their entry points when a command runs: (script, what to install when missing).
+AGENT = ("wasmlet-agent", "the node agent: pip install wasmlet")
+DEV = (
+    "wasmlet-dev",
+    "the development tooling: pip install -e '.[dev]' from a checkout",
+)
 
 
 def _usage() -> int:
     print(__doc__, file=sys.stderr)
     return 2
+
+
+def _entry_point(script: str) -> Callable[[list[str]], int]:
+    """The `main` of an installed component's console script, loaded now. Raises
+    ModuleNotFoundError when the component (or a dependency of its extra) is not installed."""
+    for ep in entry_points(group="console_scripts", name=script):
+        main: Callable[[list[str]], int] = ep.load()
+        return main
+    raise ModuleNotFoundError(f"no console script {script!r} is installed", name=script)
+
+
+def _dispatch(command: str, component: tuple[str, str], argv: list[str]) -> int:
+    script, install = component
+    try:
+        main = _entry_point(script)
+    except ModuleNotFoundError as e:
+        print(f"wasmlet {command} needs {install} (missing: {e.name})", file=sys.stderr)
+        return 2
+    return main(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,14 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         return _usage() if not args else (print(__doc__) or 0)
     command, rest = args[0], args[1:]
     if command == "dev":
-        from wasmlet.devstack import main as dev_main
-
-        return dev_main(rest)
+        return _dispatch(command, DEV, rest)
     if command == "run":
-        from wasmlet_agent.main import main as agent_main
-
-        code: int = agent_main(["run", *rest])
-        return code
+        return _dispatch(command, AGENT, ["run", *rest])
     if command in ("status", "logs"):
         from wasmlet.inspect import main as inspect_main
 

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from tests.agent.harness import RunningAgent, instance_threads, start_agent, wait_until
-from tests.fixtures.registry import RegistryServer, push_wasm_artifact
+from wasmlet_dev.oci import push_wasm_artifact
+from wasmlet_dev.registry import RegistryServer
 
 StartAgent = Callable[..., RunningAgent]
 OciModule = Callable[[str], dict[str, Any]]

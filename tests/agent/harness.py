@@ -12,7 +12,6 @@ import contextlib
 import http.client
 import socket
 import threading
-import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,8 @@ from wasmlet_agent.config import AgentConfig
 from wasmlet_agent.objects import ManifestObjects
 from wasmlet_agent.revision import AppKey
 from wasmlet_agent.standalone import desired_from_documents
+from wasmlet_dev.ports import free_port as free_port  # re-exported for the agent tests
+from wasmlet_dev.waits import wait_until as wait_until
 
 T = TypeVar("T")
 
@@ -91,12 +92,6 @@ def configmap_module(name: str, key: str = "module.wasm") -> dict[str, Any]:
     return {"configMap": {"name": name, "key": key}}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class Response:
     status: int
@@ -125,18 +120,6 @@ def request(
         return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
     finally:
         conn.close()
-
-
-def wait_until(check: Callable[[], T | None], what: str, timeout: float = 20.0) -> T:
-    """Poll `check` until it returns something truthy; fail naming `what` at the deadline."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 @dataclass
@@ -172,7 +155,10 @@ class RunningAgent:
         return self.call(run())
 
     def apply(self, *apps: DesiredApp) -> None:
+        """Apply, then wait until the app controllers have acted on it (they work from a
+        queue): a check right after sees the instances the change asked for."""
         self.call(self.agent.apply(apps))
+        assert self.agent.apps.settle(30), "the app controllers did not settle in 30 s"
 
     def reports(self) -> dict[AppKey, AppReport]:
         return self.on_loop(self.agent.reports)

@@ -15,7 +15,6 @@ import pytest
 import wasmtime
 
 from tests.agent.sources.helpers import big_wasm_module, wasm_module
-from tests.fixtures.registry import RegistryServer, closed_port, push_wasm_artifact
 from wasmlet_agent.cache import Cache, CacheError
 from wasmlet_agent.sources import (
     DigestMismatch,
@@ -28,6 +27,9 @@ from wasmlet_agent.sources import (
     Unreachable,
     compute_digest,
 )
+from wasmlet_dev.oci import push_wasm_artifact
+from wasmlet_dev.ports import free_port as closed_port
+from wasmlet_dev.registry import RegistryServer
 
 REPO = Path(__file__).resolve().parents[2]
 

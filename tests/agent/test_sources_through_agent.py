@@ -19,8 +19,9 @@ from tests.agent.harness import (
     wait_until,
     wasm_app,
 )
-from tests.fixtures.registry import RegistryServer, push_wasm_artifact, start_registry
 from wasmlet_agent.lifecycle import State
+from wasmlet_dev.oci import push_wasm_artifact
+from wasmlet_dev.registry import RegistryServer, start_registry
 
 FAST = {"initialSeconds": 0.1, "maxSeconds": 0.5}
 

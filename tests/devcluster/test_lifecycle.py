@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.cluster import Kube
-from wasmlet.devcluster.binaries import BinariesError, KubeBinaries, ensure_binaries
-from wasmlet.devcluster.cli import run_up
-from wasmlet.devcluster.cluster import ClusterStartError, LocalCluster
-from wasmlet.devcluster.processes import wait_until
+from tests.fixtures.tools import missing_tool
+from wasmlet_dev.cluster.binaries import BinariesError, KubeBinaries, ensure_binaries
+from wasmlet_dev.cluster.cli import run_up
+from wasmlet_dev.cluster.cluster import ClusterStartError, LocalCluster
+from wasmlet_dev.waits import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -49,7 +50,7 @@ def binaries() -> KubeBinaries:
     try:
         return ensure_binaries()
     except BinariesError as e:
-        pytest.skip(f"no control-plane binaries: {e}")
+        missing_tool(f"no control-plane binaries: {e}")
 
 
 def test_taken_apiserver_port_fails_naming_the_port_and_leaves_no_process(
@@ -96,7 +97,7 @@ def test_dev_up_serves_until_sigterm_then_leaves_no_process(
     env = dict(os.environ, WASMLET_KUBE_BIN_DIR=str(binaries.kubectl.parent))
     stderr = (tmp_path / "up.stderr").open("w")
     up = subprocess.Popen(
-        [sys.executable, "-m", "wasmlet.devcluster.cli", "up", "--workdir", str(workdir)],
+        [sys.executable, "-m", "wasmlet_dev.cluster.cli", "up", "--workdir", str(workdir)],
         stdout=subprocess.PIPE,
         stderr=stderr,
         text=True,
@@ -157,4 +158,4 @@ def test_on_ready_hook_runs_with_the_cluster_up_and_is_unwound_before_stop(
     assert seen["alive at cleanup"] is True
     pids = seen["pids"]
     assert isinstance(pids, list) and len(pids) == 3
-    wait_until(lambda: not any(map(pid_alive, pids)), what="no process left", timeout=1)
+    wait_until(lambda: not any(map(pid_alive, pids)), "no process left", timeout=1)

@@ -12,10 +12,9 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests.fixtures.cluster import namespace_name
-from wasmlet.devcluster.binaries import BinariesError, KubeBinaries
-from wasmlet.devcluster.certs import write_cluster_pki
-from wasmlet.devcluster.cli import build_parser
-from wasmlet.devcluster.cluster import (
+from wasmlet_dev.cluster.binaries import BinariesError, KubeBinaries
+from wasmlet_dev.cluster.cli import build_parser
+from wasmlet_dev.cluster.cluster import (
     CONTROLLERS,
     Ports,
     _port_in_use,
@@ -24,8 +23,9 @@ from wasmlet.devcluster.cluster import (
     etcd_args,
     free_port,
 )
-from wasmlet.devcluster.identities import issue_token, kubeconfig_dict
-from wasmlet.devcluster.kubectl import manifest_files
+from wasmlet_dev.cluster.identities import issue_token, kubeconfig_dict
+from wasmlet_dev.cluster.kubectl import manifest_files
+from wasmlet_dev.cluster.pki import write_cluster_pki
 
 PORTS = Ports(etcd_client=1001, etcd_peer=1002, apiserver=1003, controller_manager=1004)
 

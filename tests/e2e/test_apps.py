@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures.stack import Stack, free_port, wait_for, wasmapp
-from wasmlet.devcluster.stack import http_get
+from tests.fixtures.stack import Stack, wasmapp
+from wasmlet_dev.cluster.stack import http_get
+from wasmlet_dev.ports import free_port
+from wasmlet_dev.waits import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -42,8 +44,13 @@ def test_http_app_becomes_ready_spread_and_serves(stack: Stack, namespace: str) 
         namespace,
         wasmapp("web", stack.modules["cgi"], mode="http", replicas=3, http={"port": port}),
     )
-    app = wait_for("web Ready", lambda: condition(stack.app(namespace, "web"), "Ready").get(
-        "status") == "True" and stack.app(namespace, "web"))  # fmt: skip
+    app = wait_until(
+        lambda: (
+            condition(stack.app(namespace, "web"), "Ready").get("status") == "True"
+            and stack.app(namespace, "web")
+        ),
+        "web Ready",
+    )
     status = app["status"]
     assert status["readyReplicas"] == 3 and status["ready"] == "3/3"
     assert status["observedGeneration"] == app["metadata"]["generation"]
@@ -70,9 +77,9 @@ def test_http_app_becomes_ready_spread_and_serves(stack: Stack, namespace: str) 
 
 def test_scale_up_spreads_and_scale_to_zero_stops_everything(stack: Stack, namespace: str) -> None:
     stack.apply(namespace, wasmapp("ticker", stack.modules["long"], replicas=1))
-    wait_for("1 ready", lambda: ready_count(stack, namespace, "ticker") == 1)
+    wait_until(lambda: ready_count(stack, namespace, "ticker") == 1, "1 ready")
     stack.kube.kubectl("scale", "wasmapp/ticker", "-n", namespace, "--replicas=10")
-    wait_for("10 ready", lambda: ready_count(stack, namespace, "ticker") == 10, timeout=60)
+    wait_until(lambda: ready_count(stack, namespace, "ticker") == 10, "10 ready", timeout=60)
     counts = spread(stack, namespace, "ticker")
     assert sum(counts.values()) == 10 and min(counts.values()) >= 3 and len(counts) == 3
     # The agents agree: instances really run, spread the same way.
@@ -83,15 +90,16 @@ def test_scale_up_spreads_and_scale_to_zero_stops_everything(stack: Stack, names
                 running[node] += sum(1 for i in a["instances"] if i["state"] == "Running")
     assert dict(running) == counts
     stack.kube.kubectl("scale", "wasmapp/ticker", "-n", namespace, "--replicas=0")
-    wait_for("no placements", lambda: stack.placements(namespace, "ticker") == [])
-    wait_for(
-        "no instances on any agent",
+    wait_until(lambda: stack.placements(namespace, "ticker") == [], "no placements")
+    wait_until(
         lambda: all(
-            not any(a["name"] == "ticker" and a["namespace"] == namespace
-                    for a in stack.agent_apps(n))
+            not any(
+                a["name"] == "ticker" and a["namespace"] == namespace for a in stack.agent_apps(n)
+            )
             for n in stack.agents
         ),
-    )  # fmt: skip
+        "no instances on any agent",
+    )
     app = stack.app(namespace, "ticker")
     assert app["status"]["ready"] == "0/0"
     assert condition(app, "Ready")["status"] == "True"
@@ -99,14 +107,17 @@ def test_scale_up_spreads_and_scale_to_zero_stops_everything(stack: Stack, names
 
 def test_describe_shows_conditions_and_events(stack: Stack, namespace: str) -> None:
     stack.apply(namespace, wasmapp("described", stack.modules["long"], replicas=2))
-    wait_for("2 ready", lambda: ready_count(stack, namespace, "described") == 2)
-    out = wait_for(
-        "events in describe",
+    wait_until(lambda: ready_count(stack, namespace, "described") == 2, "2 ready")
+    out = wait_until(
         lambda: (
-            o := stack.kube.kubectl("describe", "wasmapp", "described", "-n", namespace).stdout
-        )
-        and "Scheduled" in o and "Started" in o and "Pulled" in o and o,
-    )  # fmt: skip
+            (o := stack.kube.kubectl("describe", "wasmapp", "described", "-n", namespace).stdout)
+            and "Scheduled" in o
+            and "Started" in o
+            and "Pulled" in o
+            and o
+        ),
+        "events in describe",
+    )
     for text in ("Ready", "Progressing", "Degraded", "InstancesReady"):
         assert text in out
 
@@ -117,19 +128,24 @@ def test_delete_stops_every_instance_and_leaves_nothing(stack: Stack, namespace:
         namespace,
         wasmapp("gone", stack.modules["cgi"], mode="http", replicas=3, http={"port": port}),
     )
-    wait_for("3 ready", lambda: ready_count(stack, namespace, "gone") == 3)
+    wait_until(lambda: ready_count(stack, namespace, "gone") == 3, "3 ready")
     stack.kube.kubectl("delete", "wasmapp", "gone", "-n", namespace, "--wait=true")
     for kind in ("wasmplacements", "services", "endpointslices"):
-        wait_for(
+        wait_until(
+            lambda k=kind: (
+                stack.kube.kubectl(
+                    "get", k, "-n", namespace, "-l", "wasmlet.dev/app=gone", "-o", "name"
+                ).stdout.strip()
+                == ""
+            ),
             f"no {kind} left",
-            lambda k=kind: stack.kube.kubectl(
-                "get", k, "-n", namespace, "-l", "wasmlet.dev/app=gone", "-o", "name"
-            ).stdout.strip() == "",
-        )  # fmt: skip
+        )
     for node, agent in stack.agents.items():
-        wait_for(f"{node} runs nothing of gone", lambda n=node: not any(
-            a["name"] == "gone" for a in stack.agent_apps(n)))  # fmt: skip
-        wait_for(f"{node} stopped serving", lambda a=agent: port_closed(a.address, port))
+        wait_until(
+            lambda n=node: not any(a["name"] == "gone" for a in stack.agent_apps(n)),
+            f"{node} runs nothing of gone",
+        )
+        wait_until(lambda a=agent: port_closed(a.address, port), f"{node} stopped serving")
     # The module cache keeps the module for the next app that needs it.
     blobs = list(stack.workdir.glob("agents/*/modules/blobs/sha256/*"))
     assert blobs, "the module cache lost its modules"

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures.stack import Stack, wait_for, wasmapp
+from tests.fixtures.stack import Stack, wasmapp
+from wasmlet_dev.waits import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -35,20 +36,20 @@ def test_unpullable_module_reports_and_recovers(
     missing = f"{stack.registry}/e2e/{namespace}/later:v1"
     stack.apply(namespace, wasmapp("later", missing, replicas=2))
     stack.apply(namespace, wasmapp("good", stack.modules["long"], replicas=2))
-    wait_for("good Ready beside the bad app", lambda: ready(stack, namespace, "good"))
-    degraded = wait_for(
-        "Degraded with the pull failure",
+    wait_until(lambda: ready(stack, namespace, "good"), "good Ready beside the bad app")
+    degraded = wait_until(
         lambda: (c := cond(stack, namespace, "later", "Degraded")).get("status") == "True" and c,
+        "Degraded with the pull failure",
     )
     assert degraded["reason"] == "ModuleNotFound", degraded
     assert "later" in degraded["message"]
     assert cond(stack, namespace, "later", "Ready")["status"] == "False"
-    wait_for(
-        "a Warning event naming the cause", lambda: "ModuleNotFound" in events(stack, namespace)
+    wait_until(
+        lambda: "ModuleNotFound" in events(stack, namespace), "a Warning event naming the cause"
     )
     # Fixed by pushing the module: the agents' back-off retries pull it, no user action.
     stack.push(guests["long"], f"e2e/{namespace}/later", "v1")
-    wait_for("recovered", lambda: ready(stack, namespace, "later"), timeout=90)
+    wait_until(lambda: ready(stack, namespace, "later"), "recovered", timeout=90)
     assert cond(stack, namespace, "later", "Degraded")["status"] == "False"
 
 
@@ -57,11 +58,13 @@ def test_wrong_digest_is_refused(stack: Stack, namespace: str) -> None:
     app = wasmapp("tampered", stack.modules["long"], replicas=1)
     app["spec"]["module"]["digest"] = wrong
     stack.apply(namespace, app)
-    degraded = wait_for(
+    degraded = wait_until(
+        lambda: (
+            (c := cond(stack, namespace, "tampered", "Degraded")).get("reason") == "DigestMismatch"
+            and c
+        ),
         "DigestMismatch",
-        lambda: (c := cond(stack, namespace, "tampered", "Degraded")).get("reason")
-        == "DigestMismatch" and c,
-    )  # fmt: skip
+    )
     assert wrong in degraded["message"]
 
 
@@ -69,18 +72,19 @@ def test_node_selector_matching_no_node_waits_then_recovers(stack: Stack, namesp
     stack.apply(
         namespace, wasmapp("picky", stack.modules["long"], replicas=2, nodeSelector={"zone": "z"})
     )
-    c = wait_for(
+    c = wait_until(
+        lambda: (
+            (c := cond(stack, namespace, "picky", "Ready")).get("reason") == "NoMatchingNodes" and c
+        ),
         "NoMatchingNodes",
-        lambda: (c := cond(stack, namespace, "picky", "Ready")).get("reason") == "NoMatchingNodes"
-        and c,
-    )  # fmt: skip
+    )
     assert "zone=z" in c["message"]
     assert stack.placements(namespace, "picky") == []
-    wait_for("an Event says why", lambda: "NoMatchingNodes" in events(stack, namespace))
+    wait_until(lambda: "NoMatchingNodes" in events(stack, namespace), "an Event says why")
     stack.apply(
         namespace, wasmapp("picky", stack.modules["long"], replicas=2, nodeSelector={"zone": "b"})
     )
-    wait_for("placed on the zone-b node", lambda: ready(stack, namespace, "picky"))
+    wait_until(lambda: ready(stack, namespace, "picky"), "placed on the zone-b node")
     assert {p["spec"]["node"] for p in stack.placements(namespace, "picky")} == {"e2e-node-3"}
 
 
@@ -89,36 +93,41 @@ def test_more_than_the_nodes_hold_is_reported_and_recovers(stack: Stack, namespa
     stack.apply(
         namespace, wasmapp("huge", stack.modules["long"], replicas=7, limits={"memory": "3Gi"})
     )
-    c = wait_for(
+    c = wait_until(
+        lambda: (
+            (c := cond(stack, namespace, "huge", "Ready")).get("reason") == "InsufficientCapacity"
+            and c
+        ),
         "InsufficientCapacity",
-        lambda: (c := cond(stack, namespace, "huge", "Ready")).get("reason")
-        == "InsufficientCapacity" and c,
-    )  # fmt: skip
+    )
     assert "1 of 7 instances do not fit" in c["message"]
     stack.kube.kubectl("scale", "wasmapp/huge", "-n", namespace, "--replicas=6")
-    wait_for("fits now", lambda: ready(stack, namespace, "huge"), timeout=60)
+    wait_until(lambda: ready(stack, namespace, "huge"), "fits now", timeout=60)
 
 
 def test_crashing_guest_backs_off_and_is_reported(stack: Stack, namespace: str) -> None:
     app = wasmapp("crashy", stack.modules["trap"], replicas=1,
                   backoff={"initialSeconds": 0.5, "maxSeconds": 2})  # fmt: skip
     stack.apply(namespace, app)
-    c = wait_for(
+    c = wait_until(
+        lambda: (
+            (c := cond(stack, namespace, "crashy", "Degraded")).get("reason") == "Trapped" and c
+        ),
         "Degraded: Trapped",
-        lambda: (c := cond(stack, namespace, "crashy", "Degraded")).get("reason") == "Trapped"
-        and c,
-    )  # fmt: skip
+    )
     assert "unreachable" in c["message"].lower() or "trap" in c["message"].lower()
     placement = stack.placements(namespace, "crashy")[0]
     instance = placement["status"]["instances"][0]
     assert instance["reason"] == "Trapped"
-    wait_for("restarted with back-off", lambda: stack.placements(namespace, "crashy")[0][
-        "status"]["instances"][0]["restarts"] >= 2)  # fmt: skip
+    wait_until(
+        lambda: stack.placements(namespace, "crashy")[0]["status"]["instances"][0]["restarts"] >= 2,
+        "restarted with back-off",
+    )
 
 
 def test_agent_identity_is_confined(stack: Stack, namespace: str) -> None:
     stack.apply(namespace, wasmapp("mine", stack.modules["long"], replicas=3))
-    wait_for("3 ready", lambda: ready(stack, namespace, "mine"))
+    wait_until(lambda: ready(stack, namespace, "mine"), "3 ready")
     agent = stack.agents["e2e-node-1"]
     as_agent = ("--kubeconfig", str(agent.kubeconfig))
     # It cannot change what users asked for ...

@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from tests.fixtures.stack import Stack, wait_for, wasmapp
+from tests.fixtures.stack import Stack, wasmapp
+from wasmlet_dev.waits import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -23,9 +24,9 @@ def wasmlet(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_status_and_logs(stack: Stack, namespace: str) -> None:
     stack.apply(namespace, wasmapp("chatty", stack.modules["long"], replicas=2))
-    wait_for(
-        "2 ready",
+    wait_until(
         lambda: (stack.app(namespace, "chatty").get("status") or {}).get("readyReplicas") == 2,
+        "2 ready",
     )
     out = wasmlet(stack, "status", "-n", namespace)
     assert out.returncode == 0, out.stderr
@@ -33,11 +34,14 @@ def test_status_and_logs(stack: Stack, namespace: str) -> None:
     for node in stack.agents:
         assert node in out.stdout  # the NODES table
     assert out.stdout.count("Running") >= 2  # the INSTANCES table
-    logs = wait_for(
+    logs = wait_until(
+        lambda: (
+            (o := wasmlet(stack, "logs", "chatty", "-n", namespace)).returncode == 0
+            and o.stdout.count("tick") >= 2
+            and o
+        ),
         "log lines from both instances",
-        lambda: (o := wasmlet(stack, "logs", "chatty", "-n", namespace)).returncode == 0
-        and o.stdout.count("tick") >= 2 and o,
-    )  # fmt: skip
+    )
     nodes = {line.split()[0] for line in logs.stdout.splitlines() if "tick" in line}
     assert nodes <= set(stack.agents) and nodes
     missing = wasmlet(stack, "logs", "nope", "-n", namespace)

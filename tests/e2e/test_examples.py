@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.fixtures.stack import Stack, free_port, wait_for
-from wasmlet.devcluster.oci_push import push_wasm
-from wasmlet.devcluster.wasm_build import build_c
+from tests.fixtures.stack import Stack
+from wasmlet_dev.oci import push_wasm_artifact
+from wasmlet_dev.ports import free_port
+from wasmlet_dev.waits import wait_until
+from wasmlet_dev.wasm_build import build_c
 
 pytestmark = pytest.mark.e2e
 
@@ -28,17 +30,17 @@ def test_example_reaches_ready(stack: Stack, namespace: str, example: str, tmp_p
         source = EXAMPLES / "modules" / f"{repo.removeprefix('examples/')}.c"
         wasm = build_c(source, tmp_path / f"{source.stem}.wasm").read_bytes()
         # The same module, built from source, in the test registry instead of the dev one.
-        oci["reference"], _ = push_wasm(stack.registry, repo, tag, wasm)
+        oci["reference"], _ = push_wasm_artifact(stack.registry, repo, tag, wasm)
         if "http" in app["spec"]:
             app["spec"]["http"]["port"] = free_port(stack.agents["e2e-node-1"].address)
     stack.kube.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump_all(docs))
     for app in apps:
         name = app["metadata"]["name"]
-        wait_for(
-            f"{example}: {name} Ready",
+        wait_until(
             lambda n=name: any(
                 c["type"] == "Ready" and c["status"] == "True"
                 for c in (stack.app(namespace, n).get("status") or {}).get("conditions") or []
             ),
+            f"{example}: {name} Ready",
             timeout=60,
         )

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fixtures.stack import Stack, wait_for, wasmapp
+from tests.fixtures.stack import Stack, wasmapp
+from wasmlet_dev.waits import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -42,12 +43,12 @@ def test_api_server_restart_while_instances_restart_loses_none(
         wasmapp("flapping", stack.modules["exit"], replicas=REPLICAS, args=["0"], env=env,
                 restartPolicy="Always", backoff={"initialSeconds": 0.1, "maxSeconds": 0.4}),
     )  # fmt: skip
-    wait_for(
-        f"{REPLICAS} instances restarting",
+    wait_until(
         lambda: (
             len(found := instances(stack, namespace, "flapping")) == REPLICAS
             and all(int(str(i["restarts"])) >= 2 for i in found)
         ),
+        f"{REPLICAS} instances restarting",
         timeout=60,
     )
     stack.kube.local.restart_apiserver()
@@ -62,5 +63,5 @@ def test_api_server_restart_while_instances_restart_loses_none(
         # Each instance restarted again after the API server came back (still supervised).
         return all(int(str(i["restarts"])) > before.get(str(i["name"]), 0) + 2 for i in now)
 
-    wait_for(f"{REPLICAS} instances supervised after the restart", all_back_and_restarting,
-             timeout=90)  # fmt: skip
+    wait_until(all_back_and_restarting, f"{REPLICAS} instances supervised after the restart",
+               timeout=90)  # fmt: skip

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.fixtures.stack import NODE_GRACE_SECONDS, Stack, wait_for, wasmapp
-from wasmlet.devcluster.stack import start_operator
+from tests.fixtures.stack import NODE_GRACE_SECONDS, Stack, wasmapp
+from wasmlet_dev.cluster.stack import start_operator
+from wasmlet_dev.waits import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -39,14 +40,14 @@ def test_standby_operator_waits_then_takes_over(stack: Stack, namespace: str) ->
     )
     try:
         stack.apply(namespace, wasmapp("led", stack.modules["long"], replicas=1))
-        wait_for("reconciled by the leader", lambda: ready(stack, namespace, "led"))
+        wait_until(lambda: ready(stack, namespace, "led"), "reconciled by the leader")
         assert holder(stack) == first
         # The standby has not started acting: it logs nothing of kopf.
         assert "kopf" not in standby.log_tail(200)
         os.kill(stack.operator.pid, signal.SIGKILL)
-        wait_for("standby holds the lease", lambda: holder(stack) == "standby", timeout=40)
+        wait_until(lambda: holder(stack) == "standby", "standby holds the lease", timeout=40)
         stack.apply(namespace, wasmapp("after", stack.modules["long"], replicas=1))
-        wait_for("reconciled by the new leader", lambda: ready(stack, namespace, "after"))
+        wait_until(lambda: ready(stack, namespace, "after"), "reconciled by the new leader")
     finally:
         stack.operator.stop()
         stack.operator = standby  # the fixture stops it; later tests use it

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.prometheus import Prometheus
-from tests.fixtures.stack import Stack, free_port, wait_for, wasmapp
-from wasmlet.devcluster.stack import http_get
+from tests.fixtures.stack import Stack, wasmapp
+from wasmlet_dev.cluster.stack import http_get
+from wasmlet_dev.ports import free_port
+from wasmlet_dev.waits import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -30,23 +32,30 @@ def test_every_dashboard_query_has_data(
                                    http={"port": port}))  # fmt: skip
     stack.apply(namespace, wasmapp("crashes", stack.modules["exit"], replicas=1, args=["3"],
                                    backoff={"initialSeconds": 0.2, "maxSeconds": 1}))  # fmt: skip
-    endpoints = wait_for(
+    endpoints = wait_until(
+        lambda: (
+            len(e := (stack.app(namespace, "observed").get("status") or {}).get("endpoints") or [])
+            == 3
+            and e
+        ),
         "endpoints",
-        lambda: len(e := (stack.app(namespace, "observed").get("status") or {}).get(
-            "endpoints") or []) == 3 and e,
-    )  # fmt: skip
+    )
     for _ in range(30):
         for endpoint in endpoints:
             assert http_get(f"http://{endpoint}/")[0] == 200
     for title, expr in dashboard_queries():
-        wait_for(f"data for panel {title!r}: {expr}", lambda e=expr: prometheus.query(e),
-                 timeout=40, interval=1.0)  # fmt: skip
+        wait_until(
+            lambda e=expr: prometheus.query(e),
+            f"data for panel {title!r}: {expr}",
+            timeout=40,
+            interval=1.0,
+        )
     by_code = f'sum by (code) (wasmlet_http_requests_total{{namespace="{namespace}"}})'
-    codes = wait_for(
-        "all 90 requests scraped",
+    codes = wait_until(
         lambda: (r := prometheus.query(by_code)) and float(r[0]["value"][1]) >= 90 and r,
+        "all 90 requests scraped",
         timeout=20,
-    )  # fmt: skip
+    )
     assert {r["metric"]["code"] for r in codes} == {"200"}
     exits = prometheus.query(
         f'sum(wasmlet_instance_exits_total{{namespace="{namespace}", reason="Error"}})'

@@ -3,10 +3,8 @@ restarted operator or API server all converge back without duplicate instances."
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
-import threading
 import time
 import urllib.request
 from collections import Counter
@@ -15,8 +13,10 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.fixtures.stack import Stack, free_port, wait_for, wasmapp
-from wasmlet.devcluster.stack import agent_api, http_get
+from tests.fixtures.stack import Stack, wasmapp
+from wasmlet_dev.cluster.stack import agent_api, http_get
+from wasmlet_dev.ports import free_port
+from wasmlet_dev.waits import Observing, observe_for, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -49,44 +49,40 @@ def running_instances(
     return counts
 
 
-class ReadyWatcher:
-    """Samples status.readyReplicas in the background to find its minimum during a change."""
+def ready_replicas(stack: Stack, ns: str, name: str) -> int:
+    """status.readyReplicas, absent counting as 0. A failed read raises: an observation of
+    "never below ready" must not drop the samples it could not take."""
+    return int(status(stack, ns, name).get("readyReplicas") or 0)
 
-    def __init__(self, stack: Stack, ns: str, name: str) -> None:
-        self.stack, self.ns, self.name = stack, ns, name
-        self.samples: list[int] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            with contextlib.suppress(Exception):
-                self.samples.append(int(status(self.stack, self.ns, self.name)["readyReplicas"]))
-            time.sleep(0.05)
+def revisions(stack: Stack, ns: str, name: str) -> set[str]:
+    return {p["spec"]["revision"] for p in stack.placements(ns, name)}
 
-    def __enter__(self) -> ReadyWatcher:
-        self._thread.start()
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+def rolling(stack: Stack, ns: str, name: str, old: set[str], replicas: int) -> bool:
+    """A rollout is under way: a placement names a new revision and it has not converged."""
+    return bool(revisions(stack, ns, name) - old) and not converged(stack, ns, name, replicas)
+
+
+# How long a returned node is watched for instances it must not restart: three heartbeats
+# (1 s each) and well over the ~1 s a restarted agent takes to restore its placements.
+RETURN_WINDOW = 3.0
 
 
 def test_env_change_rolls_over_without_dropping_below_ready(stack: Stack, namespace: str) -> None:
     spec = {"replicas": 6, "env": [{"name": "V", "value": "1"}]}
     stack.apply(namespace, wasmapp("roll", stack.modules["long"], **spec))
-    wait_for("6 ready", lambda: converged(stack, namespace, "roll", 6))
-    before = {p["spec"]["revision"] for p in stack.placements(namespace, "roll")}
-    with ReadyWatcher(stack, namespace, "roll") as watcher:
+    wait_until(lambda: converged(stack, namespace, "roll", 6), "6 ready")
+    before = revisions(stack, namespace, "roll")
+    # maxUnavailable defaults to 25%: never fewer than 6 - 1 ready during the rollout.
+    with Observing(lambda: ready_replicas(stack, namespace, "roll") >= 5,
+                   "at least 5 of 6 ready during the rollout"):  # fmt: skip
         stack.apply(namespace, wasmapp("roll", stack.modules["long"], replicas=6,
                                        env=[{"name": "V", "value": "2"}]))  # fmt: skip
-        time.sleep(0.5)
-        wait_for("rolled over", lambda: converged(stack, namespace, "roll", 6), timeout=60)
-    after = {p["spec"]["revision"] for p in stack.placements(namespace, "roll")}
+        wait_until(lambda: revisions(stack, namespace, "roll") - before, "the rollout to begin")
+        wait_until(lambda: converged(stack, namespace, "roll", 6), "rolled over", timeout=60)
+    after = revisions(stack, namespace, "roll")
     assert len(after) == 1 and after != before
-    # maxUnavailable defaults to 25%: never fewer than 6 - 1 ready during the rollout.
-    assert min(watcher.samples) >= 5, watcher.samples
     assert sum(running_instances(stack, namespace, "roll").values()) == 6
 
 
@@ -96,14 +92,20 @@ def test_module_change_rolls_to_the_new_digest(stack: Stack, namespace: str, gue
     port = free_port(stack.agents["e2e-node-1"].address)
     http = {"mode": "http", "http": {"port": port}, "replicas": 3}
     stack.apply(namespace, wasmapp("mod", v1, **http))
-    wait_for("v1 ready", lambda: converged(stack, namespace, "mod", 3))
+    wait_until(lambda: converged(stack, namespace, "mod", 3), "v1 ready")
     first = status(stack, namespace, "mod")["module"]
-    with ReadyWatcher(stack, namespace, "mod") as watcher:
+    with Observing(lambda: ready_replicas(stack, namespace, "mod") >= 2,
+                   "at least 2 of 3 ready during the rollout (maxUnavailable 1)"):  # fmt: skip
         stack.apply(namespace, wasmapp("mod", v2, strategy={"maxUnavailable": 1}, **http))
-        wait_for("v2 ready", lambda: converged(stack, namespace, "mod", 3)
-                 and status(stack, namespace, "mod")["module"] != first, timeout=60)  # fmt: skip
+        wait_until(
+            lambda: (
+                converged(stack, namespace, "mod", 3)
+                and status(stack, namespace, "mod")["module"] != first
+            ),
+            "v2 ready",
+            timeout=60,
+        )
     assert status(stack, namespace, "mod")["module"].startswith(v2 + "@sha256:")
-    assert min(watcher.samples) >= 2, watcher.samples
     # Every node now answers with the new module (the Go guest).
     for endpoint in status(stack, namespace, "mod")["endpoints"]:
         with urllib.request.urlopen(f"http://{endpoint}/", timeout=5) as resp:
@@ -114,18 +116,18 @@ def test_lost_node_is_replaced_and_does_not_duplicate_on_return(
     stack: Stack, namespace: str
 ) -> None:
     stack.apply(namespace, wasmapp("survivor", stack.modules["long"], replicas=6))
-    wait_for("6 ready", lambda: converged(stack, namespace, "survivor", 6))
+    wait_until(lambda: converged(stack, namespace, "survivor", 6), "6 ready")
     victim = "e2e-node-3"
     agent = stack.agents[victim]
     os.kill(agent.process.pid, signal.SIGKILL)
     others = [n for n in stack.agents if n != victim]
     started = time.monotonic()
-    wait_for(
-        "instances rescheduled to the remaining nodes",
+    wait_until(
         lambda: (
             converged(stack, namespace, "survivor", 6)
             and victim not in {p["spec"]["node"] for p in stack.placements(namespace, "survivor")}
         ),
+        "instances rescheduled to the remaining nodes",
         timeout=60,
     )
     moved_after = time.monotonic() - started
@@ -134,23 +136,30 @@ def test_lost_node_is_replaced_and_does_not_duplicate_on_return(
     assert "Rescheduled" in events
     # The node comes back: its placement is gone, so it must not start the old instances.
     agent.restart()
-    wait_for("agent back", lambda: http_get(f"{agent_api(stack.api, victim)}/healthz")[0] == 200)
-    time.sleep(2)
-    assert running_instances(stack, namespace, "survivor", [victim])[victim] == 0
-    assert sum(running_instances(stack, namespace, "survivor").values()) == 6
+    wait_until(lambda: http_get(f"{agent_api(stack.api, victim)}/healthz")[0] == 200, "agent back")
+    observe_for(
+        RETURN_WINDOW,
+        lambda: (
+            running_instances(stack, namespace, "survivor", [victim])[victim] == 0
+            and sum(running_instances(stack, namespace, "survivor").values()) == 6
+        ),
+        f"no instance on the returned {victim} and 6 in all",
+    )
     print(f"lost node's instances ready elsewhere {moved_after:.1f}s after SIGKILL")
 
 
 def test_killed_agent_restores_its_instances_from_cache(stack: Stack, namespace: str) -> None:
     stack.apply(namespace, wasmapp("phoenix", stack.modules["long"], replicas=3))
-    wait_for("3 ready", lambda: converged(stack, namespace, "phoenix", 3))
+    wait_until(lambda: converged(stack, namespace, "phoenix", 3), "3 ready")
     node = "e2e-node-1"
     agent = stack.agents[node]
     os.kill(agent.process.pid, signal.SIGKILL)
     t0 = time.monotonic()
     agent.restart()  # within the grace period: the operator keeps the placement
-    wait_for("instance back on the node",
-             lambda: running_instances(stack, namespace, "phoenix", [node])[node] == 1)  # fmt: skip
+    wait_until(
+        lambda: running_instances(stack, namespace, "phoenix", [node])[node] == 1,
+        "instance back on the node",
+    )
     restored = time.monotonic() - t0
     _, metrics = http_get(f"{agent_api(stack.api, node)}/metrics")
     samples = {
@@ -169,14 +178,20 @@ def test_killed_agent_restores_its_instances_from_cache(stack: Stack, namespace:
 def test_operator_restart_mid_rollout_completes(stack: Stack, namespace: str) -> None:
     stack.apply(namespace, wasmapp("steady", stack.modules["long"], replicas=6,
                                    env=[{"name": "V", "value": "1"}]))  # fmt: skip
-    wait_for("6 ready", lambda: converged(stack, namespace, "steady", 6))
+    wait_until(lambda: converged(stack, namespace, "steady", 6), "6 ready")
+    before = revisions(stack, namespace, "steady")
     stack.apply(namespace, wasmapp("steady", stack.modules["long"], replicas=6,
                                    env=[{"name": "V", "value": "2"}],
                                    strategy={"maxUnavailable": 1}))  # fmt: skip
-    time.sleep(0.3)
+    # Kill it mid-rollout: once the new revision is placed and before it has converged.
+    wait_until(
+        lambda: rolling(stack, namespace, "steady", before, 6),
+        "the rollout to begin",
+        interval=0.02,
+    )
     os.kill(stack.operator.pid, signal.SIGKILL)
     stack.restart_operator()
-    wait_for("rollout completed", lambda: converged(stack, namespace, "steady", 6), timeout=90)
+    wait_until(lambda: converged(stack, namespace, "steady", 6), "rollout completed", timeout=90)
     assert len({p["spec"]["revision"] for p in stack.placements(namespace, "steady")}) == 1
     assert sum(running_instances(stack, namespace, "steady").values()) == 6
 
@@ -185,9 +200,10 @@ def test_api_server_restart_components_reconnect(stack: Stack, namespace: str) -
     if stack.kube.local is None:
         pytest.skip("restarting the API server needs the local control plane")
     stack.apply(namespace, wasmapp("reconnect", stack.modules["long"], replicas=2))
-    wait_for("2 ready", lambda: converged(stack, namespace, "reconnect", 2))
+    wait_until(lambda: converged(stack, namespace, "reconnect", 2), "2 ready")
     stack.kube.local.restart_apiserver()
     stack.kube.kubectl("scale", "wasmapp/reconnect", "-n", namespace, "--replicas=4")
-    wait_for("4 ready after restart", lambda: converged(stack, namespace, "reconnect", 4),
-             timeout=90)  # fmt: skip
+    wait_until(
+        lambda: converged(stack, namespace, "reconnect", 4), "4 ready after restart", timeout=90
+    )
     assert sum(running_instances(stack, namespace, "reconnect").values()) == 4

@@ -7,7 +7,8 @@ import time
 import pytest
 import yaml
 
-from tests.fixtures.stack import Stack, wait_for, wasmapp
+from tests.fixtures.stack import Stack, wasmapp
+from wasmlet_dev.waits import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -25,7 +26,7 @@ def test_200_apps_applied_at_once_all_ready(stack: Stack, namespace: str) -> Non
             (i.get("status") or {}).get("readyReplicas") == 1 for i in items
         )
 
-    wait_for("200 apps Ready", all_ready, timeout=240, interval=1.0)
+    wait_until(all_ready, "200 apps Ready", timeout=240, interval=1.0)
     elapsed = time.monotonic() - started
     placed = [
         p["spec"]["node"]

@@ -1,1 +1,1 @@
-"""Test guests: C, Go and WAT sources compiled to Wasm by build.py."""
+"""Tests of the guest builder (dev/wasmlet_dev/guests/build.py)."""

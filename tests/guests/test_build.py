@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.guests.build import GUESTS, GuestBuildError, build_guests
+from wasmlet_dev.guests.build import GUESTS, GuestBuildError, build_guests
 
 
 def test_fixture_builds_every_guest_as_wasm(guests: dict[str, Path]) -> None:
@@ -41,7 +41,7 @@ def test_missing_tool_is_named_with_its_package(
 
 
 def test_missing_wasi_libc_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import tests.guests.build as build
+    import wasmlet_dev.guests.build as build
 
     monkeypatch.setattr(build, "_wasi_sysroot_candidates", lambda: [str(tmp_path)])
     with pytest.raises(GuestBuildError, match="wasi-libc"):
@@ -69,7 +69,7 @@ def test_missing_cargo_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 
 def test_component_guests_are_components(tmp_path: Path) -> None:
-    from tests.guests.build import COMPONENTS
+    from wasmlet_dev.guests.build import COMPONENTS
 
     built = build_guests(tmp_path, ["exit_component"])
     assert "exit_component" in COMPONENTS

@@ -19,6 +19,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from wasmlet.api.mediatypes import (
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+    DOCKER_SCHEMA1,
+    OCI_ARTIFACT_MANIFEST,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    TAR_LAYER_TYPES,
+    WASM_CONFIG,
+    WASM_LAYER,
+    WASM_LAYER_TYPES,
+)
 from wasmlet_agent.sources import transport
 from wasmlet_agent.sources.base import (
     DEFAULT_MAX_MODULE_BYTES,
@@ -44,37 +56,9 @@ from wasmlet_agent.sources.references import (
     parse_reference,
 )
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_ARTIFACT_MANIFEST = "application/vnd.oci.artifact.manifest.v1+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-DOCKER_SCHEMA1 = (
-    "application/vnd.docker.distribution.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v1+prettyjws",
-)
 MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST, OCI_ARTIFACT_MANIFEST)
 INDEX_TYPES = (OCI_INDEX, DOCKER_MANIFEST_LIST)
 ACCEPT = ", ".join((OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST))
-
-# The Wasm OCI artifact layout (CNCF TAG Runtime) and older spellings seen in the wild.
-WASM_CONFIG = "application/vnd.wasm.config.v0+json"
-WASM_LAYER = "application/vnd.wasm.content.layer.v1+wasm"
-WASM_LAYER_TYPES = frozenset(
-    {WASM_LAYER, "application/wasm", "application/vnd.module.wasm.content.layer.v1+wasm"}
-)
-OCI_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
-OCI_LAYER_TAR_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
-DOCKER_LAYER_TAR_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
-TAR_LAYER_TYPES = frozenset(
-    {
-        OCI_LAYER_TAR,
-        OCI_LAYER_TAR_GZIP,
-        "application/vnd.oci.image.layer.v1.tar+zstd",
-        DOCKER_LAYER_TAR_GZIP,
-        "application/vnd.docker.image.rootfs.diff.tar",
-    }
-)
 WASM_ARCHITECTURES = frozenset({"wasm", "wasm32"})
 
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024

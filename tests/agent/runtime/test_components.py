@@ -1,7 +1,7 @@
 """WASI 0.2 components: the same InstanceSpec semantics as core modules, plus the network flag.
 
 The guests are the core C/Go sources adapted with the preview1 command adapter (see
-tests/guests/build.py); `connect_component` calls wasi:sockets directly.
+wasmlet_dev/guests/build.py); `connect_component` calls wasi:sockets directly.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.guests import GUEST_CACHE
-from tests.guests.build import COMPONENTS, GuestBuildError, build_guests
 from wasmlet_agent.runtime import (
     Cancel,
     InstanceResult,
@@ -28,6 +27,7 @@ from wasmlet_agent.runtime import (
 )
 from wasmlet_agent.runtime.instances import network_capabilities
 from wasmlet_agent.runtime.modules import LoadedComponent, ModuleError
+from wasmlet_dev.guests.build import COMPONENTS, GuestBuildError, build_guests
 
 MiB = 1024 * 1024
 

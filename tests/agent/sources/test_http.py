@@ -6,7 +6,6 @@ import pytest
 
 from tests.agent.sources.conftest import FileServer
 from tests.agent.sources.helpers import wasm_module
-from tests.fixtures.registry import closed_port
 from wasmlet_agent.sources import (
     DigestMismatch,
     InvalidDigest,
@@ -20,6 +19,7 @@ from wasmlet_agent.sources import (
     fetch_http,
     transport,
 )
+from wasmlet_dev.ports import free_port as closed_port
 
 
 def test_fetch_ok(file_server: FileServer) -> None:

@@ -8,16 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.agent.sources.helpers import wasm_module
-from tests.fixtures.registry import (
-    OCI_LAYER_TAR,
-    WASM_LAYER,
-    RegistryServer,
-    closed_port,
-    push_image,
-    push_index,
-    push_manifest_with,
-    push_wasm_artifact,
-)
+from wasmlet.api.mediatypes import OCI_LAYER_TAR, WASM_LAYER
 from wasmlet_agent.sources import (
     DigestMismatch,
     DockerConfig,
@@ -37,6 +28,9 @@ from wasmlet_agent.sources import (
     pull,
 )
 from wasmlet_agent.sources.oci import Credentials, parse_challenge
+from wasmlet_dev.oci import push_image, push_index, push_manifest_with, push_wasm_artifact
+from wasmlet_dev.ports import free_port as closed_port
+from wasmlet_dev.registry import RegistryServer
 
 # -- Wasm OCI artifacts ------------------------------------------------------------------------
 

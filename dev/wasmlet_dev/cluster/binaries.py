@@ -47,7 +47,7 @@ class KubeBinaries:
 
 def repo_root() -> Path:
     """The source checkout this package lives in (it holds hack/, crds/ and deploy/)."""
-    return Path(__file__).resolve().parents[2]
+    return Path(__file__).resolve().parents[3]  # <root>/dev/wasmlet_dev/cluster/binaries.py
 
 
 def build_script() -> Path:

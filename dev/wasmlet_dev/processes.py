@@ -9,8 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -135,28 +134,3 @@ class ManagedProcess:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-def wait_until(
-    ready: Callable[[], bool],
-    *,
-    what: str,
-    timeout: float,
-    watch: Iterable[ManagedProcess] = (),
-    interval: float = 0.05,
-) -> None:
-    """Polls `ready` until it returns True. Raises ProcessError if a watched process exits
-    first (with its log's tail) or if `timeout` seconds pass."""
-    watched = list(watch)
-    deadline = time.monotonic() + timeout
-    while True:
-        for proc in watched:
-            if not proc.alive():
-                raise ProcessError(f"{proc.describe_exit()}\n(while waiting for {what})")
-        if ready():
-            return
-        if time.monotonic() > deadline:
-            logs = "".join(f"\n--- last lines of {p.log_path} ---\n{p.log_tail()}" for p in watched)
-            raise ProcessError(f"timed out after {timeout:.0f}s waiting for {what}{logs}")
-        time.sleep(interval)
-        interval = min(interval * 1.5, 0.2)

@@ -14,9 +14,9 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-from wasmlet.devcluster.binaries import BinariesError, repo_root
-from wasmlet.devcluster.cluster import ClusterStartError, LocalCluster
-from wasmlet.devcluster.kubectl import KubectlError, apply_files, manifest_files
+from wasmlet_dev.cluster.binaries import BinariesError, repo_root
+from wasmlet_dev.cluster.cluster import ClusterStartError, LocalCluster
+from wasmlet_dev.cluster.kubectl import KubectlError, apply_files, manifest_files
 
 # Called once the cluster is up with CRDs and RBAC applied; it may start more processes
 # (operator, node agents) and registers their cleanup on the ExitStack, which is unwound

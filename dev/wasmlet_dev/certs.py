@@ -1,4 +1,4 @@
-"""Generates the PKI a local control plane needs: a CA, serving and client certs, SA keys."""
+"""Certificates for dev and test servers: a CA, leaf certs signed by it, PEM files."""
 
 from __future__ import annotations
 
@@ -10,11 +10,14 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 # Short-lived on purpose: a dev cluster lives for hours, a test session for minutes.
 VALIDITY = datetime.timedelta(days=30)
+
+# EC for TLS and ServiceAccount tokens; RSA where a verifier wants RS256 (registry tokens).
+SigningKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
 
 @dataclass(frozen=True)
@@ -23,18 +26,7 @@ class CertFiles:
     key: Path
 
 
-@dataclass(frozen=True)
-class ClusterPKI:
-    """Paths of every PEM file the control plane reads."""
-
-    ca: CertFiles
-    apiserver: CertFiles
-    controller_manager: CertFiles  # client cert for kube-controller-manager
-    sa_private_key: Path  # signs ServiceAccount tokens
-    sa_public_key: Path  # verifies them
-
-
-def _new_key() -> ec.EllipticCurvePrivateKey:
+def new_key() -> ec.EllipticCurvePrivateKey:
     # P-256: accepted by Go's TLS and the ServiceAccount signer (ES256), and fast to generate.
     return ec.generate_private_key(ec.SECP256R1())
 
@@ -45,7 +37,7 @@ def _name(common_name: str, organizations: Sequence[str] = ()) -> x509.Name:
     return x509.Name(attrs)
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+def key_pem(key: SigningKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -53,14 +45,14 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def _write(path: Path, data: bytes, private: bool = False) -> None:
+def write_pem(path: Path, data: bytes, private: bool = False) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     path.chmod(0o600 if private else 0o644)
 
 
 def _builder(
-    subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey
+    subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey
 ) -> x509.CertificateBuilder:
     now = datetime.datetime.now(datetime.UTC)
     return (
@@ -76,10 +68,16 @@ def _builder(
 
 def make_ca(
     common_name: str = "wasmlet-dev-ca",
-) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = _new_key()
+    *,
+    key: SigningKey | None = None,
+    dns_names: Sequence[str] = (),
+    ip_addresses: Sequence[str] = (),
+) -> tuple[x509.Certificate, SigningKey]:
+    """A self-signed CA (a new EC key unless `key` is given). With names it can also serve
+    TLS itself: a test server whose clients trust exactly this certificate."""
+    key = key or new_key()
     name = _name(common_name)
-    cert = (
+    builder = (
         _builder(name, name, key.public_key())
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
@@ -97,14 +95,22 @@ def make_ca(
             critical=True,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
     )
-    return cert, key
+    sans = _sans(dns_names, ip_addresses)
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return builder.sign(key, hashes.SHA256()), key
+
+
+def _sans(dns_names: Sequence[str], ip_addresses: Sequence[str]) -> list[x509.GeneralName]:
+    sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns_names]
+    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses]
+    return sans
 
 
 def issue_cert(
     ca_cert: x509.Certificate,
-    ca_key: ec.EllipticCurvePrivateKey,
+    ca_key: SigningKey,
     common_name: str,
     *,
     organizations: Sequence[str] = (),
@@ -114,7 +120,7 @@ def issue_cert(
     client: bool = False,
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     """A leaf certificate signed by the CA; for a client cert, CN is the user and O the groups."""
-    key = _new_key()
+    key = new_key()
     usages = []
     if server:
         usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
@@ -142,60 +148,19 @@ def issue_cert(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
         )
     )
-    sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns_names]
-    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses]
+    sans = _sans(dns_names, ip_addresses)
     if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     return builder.sign(ca_key, hashes.SHA256()), key
 
 
-def _write_pair(
-    directory: Path, stem: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey
-) -> CertFiles:
+def cert_pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def write_pair(directory: Path, stem: str, cert: x509.Certificate, key: SigningKey) -> CertFiles:
+    """<stem>.crt and <stem>.key (private: mode 0600) in `directory`."""
     files = CertFiles(cert=directory / f"{stem}.crt", key=directory / f"{stem}.key")
-    _write(files.cert, cert.public_bytes(serialization.Encoding.PEM))
-    _write(files.key, _key_pem(key), private=True)
+    write_pem(files.cert, cert_pem(cert))
+    write_pem(files.key, key_pem(key), private=True)
     return files
-
-
-def apiserver_sans(service_ip: str) -> tuple[list[str], list[str]]:
-    """DNS names and IPs the apiserver answers to: loopback and the in-cluster Service."""
-    dns = [
-        "localhost",
-        "kubernetes",
-        "kubernetes.default",
-        "kubernetes.default.svc",
-        "kubernetes.default.svc.cluster.local",
-    ]
-    return dns, ["127.0.0.1", "::1", service_ip]
-
-
-def write_cluster_pki(directory: Path, service_ip: str) -> ClusterPKI:
-    """Writes a fresh CA, apiserver serving cert, controller-manager client cert and SA keys."""
-    ca_cert, ca_key = make_ca()
-    ca = _write_pair(directory, "ca", ca_cert, ca_key)
-    dns, ips = apiserver_sans(service_ip)
-    api_cert, api_key = issue_cert(
-        ca_cert, ca_key, "kube-apiserver", dns_names=dns, ip_addresses=ips, server=True
-    )
-    apiserver = _write_pair(directory, "apiserver", api_cert, api_key)
-    # Its own identity: the bootstrap RBAC role system:kube-controller-manager is bound to it.
-    kcm_cert, kcm_key = issue_cert(ca_cert, ca_key, "system:kube-controller-manager", client=True)
-    controller_manager = _write_pair(directory, "controller-manager", kcm_cert, kcm_key)
-    sa_key = _new_key()
-    sa_private = directory / "sa.key"
-    sa_public = directory / "sa.pub"
-    _write(sa_private, _key_pem(sa_key), private=True)
-    _write(
-        sa_public,
-        sa_key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        ),
-    )
-    return ClusterPKI(
-        ca=ca,
-        apiserver=apiserver,
-        controller_manager=controller_manager,
-        sa_private_key=sa_private,
-        sa_public_key=sa_public,
-    )

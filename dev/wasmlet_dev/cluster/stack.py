@@ -1,4 +1,4 @@
-"""Starting wasmlet's own components next to a cluster: registry, operator, node agents.
+"""Starting wasmlet's own components next to a cluster: the operator and node agents.
 
 Used by `wasmlet dev up` and by the end-to-end test fixtures, so both run the product the
 same way: separate processes, each with its own identity (the operator's ServiceAccount
@@ -8,7 +8,6 @@ token; each agent's token bound to its own Node object).
 from __future__ import annotations
 
 import sys
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -19,8 +18,9 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from wasmlet.api.constants import SYSTEM_NAMESPACE
-from wasmlet.devcluster.identities import ClusterEndpoint, write_kubeconfig
-from wasmlet.devcluster.processes import ManagedProcess, ProcessError, wait_until
+from wasmlet_dev.cluster.identities import ClusterEndpoint, write_kubeconfig
+from wasmlet_dev.processes import ManagedProcess
+from wasmlet_dev.waits import wait_until
 
 OPERATOR_SA = "wasmlet-operator"
 AGENT_SA = "wasmlet-agent"
@@ -155,53 +155,20 @@ def start_agent(
     return AgentProcess(node, address, proc, kubeconfig, cache_dir, argv)
 
 
-def start_registry(workdir: Path, port: int) -> ManagedProcess:
-    """Debian's docker-registry (the CNCF Distribution registry) on 127.0.0.1:port."""
-    config = workdir / "registry" / "config.yml"
-    config.parent.mkdir(parents=True, exist_ok=True)
-    config.write_text(
-        "version: 0.1\n"
-        "log: {level: warn}\n"
-        f"storage: {{filesystem: {{rootdirectory: {workdir / 'registry' / 'data'}}}, "
-        "delete: {enabled: true}}\n"
-        f"http: {{addr: '127.0.0.1:{port}', debug: {{addr: ''}}}}\n"
-    )
-    binary = "/usr/bin/docker-registry"
-    if not Path(binary).exists():
-        raise ProcessError("docker-registry is missing: apt-get install docker-registry")
-    proc = ManagedProcess.start("registry", [binary, "serve", str(config)],
-                                workdir / "logs" / "registry.log")  # fmt: skip
-
-    def up() -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1):
-                return True
-        except OSError:
-            return False
-
-    try:
-        wait_until(up, what=f"registry on 127.0.0.1:{port}", timeout=15, watch=[proc])
-    except ProcessError:
-        proc.stop()
-        raise
-    return proc
-
-
 def wait_for_nodes(api: client.ApiClient, nodes: list[str], timeout: float = 60) -> None:
     """Until every agent has registered and reported its address."""
     custom = client.CustomObjectsApi(api)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def registered() -> bool:
         items: Any = custom.list_cluster_custom_object("wasmlet.dev", "v1alpha1", "wasmnodes")
         ready = {
             i["metadata"]["name"]
             for i in items.get("items", [])
             if (i.get("status") or {}).get("address")
         }
-        if set(nodes) <= ready:
-            return
-        time.sleep(0.2)
-    raise TimeoutError(f"nodes {nodes} did not register within {timeout}s")
+        return set(nodes) <= ready
+
+    wait_until(registered, f"nodes {nodes} to register", timeout=timeout, interval=0.2)
 
 
 def agent_api(api: client.ApiClient, node: str) -> str:

@@ -1,0 +1,1 @@
+"""Guests built from source (C, Go, WAT; components via wasm-tools) for the tests and benchmarks."""
