@@ -50,6 +50,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             s.add_argument("--labels", default="", help="node labels, k=v,k2=v2")
             s.add_argument("--heartbeat-seconds", type=float, default=2.0)
             s.add_argument("--lease-seconds", type=int, default=20)
+            s.add_argument(
+                "--api-timeout",
+                type=float,
+                default=ClusterConfig.api_timeout_seconds,
+                help="seconds to wait for the API server at start before running from the "
+                "node's journal (edge autonomy)",
+            )
     return p.parse_args(argv)
 
 
@@ -64,6 +71,7 @@ def config_from(args: argparse.Namespace) -> AgentConfig:
             labels=parse_labels(args.labels),
             heartbeat_seconds=args.heartbeat_seconds,
             lease_seconds=args.lease_seconds,
+            api_timeout_seconds=args.api_timeout,
         )
     return AgentConfig(
         node=args.node_name,
