@@ -6,15 +6,17 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from wasmlet.api.placements import AppReport
 
 
-def is_autonomous(from_journal: bool, since_contact: float, timeout: float) -> bool:
+def is_autonomous(from_journal: bool, since_contact: float | None, timeout: float) -> bool:
     """Autonomous while the desired set is the journal's (not yet confirmed by a list), or
-    while the API server has not answered for longer than `timeout` seconds."""
-    return from_journal or since_contact > timeout
+    while the API server, once reached, has not answered for longer than `timeout` seconds.
+    An agent that never reached it and has no journal runs nothing: it is not ready, not
+    autonomous."""
+    return from_journal or (since_contact is not None and since_contact > timeout)
 
 
 def all_ready(reports: Mapping[tuple[str, str], AppReport], apps: int) -> bool:
@@ -28,13 +30,14 @@ class Autonomy:
 
     timeout: float
     from_journal: bool = False
-    last_contact: float = field(default_factory=time.monotonic)
+    last_contact: float | None = None  # time.monotonic() of the last answer, None: never
 
     def contact(self) -> None:
         self.last_contact = time.monotonic()
 
     def active(self) -> bool:
-        return is_autonomous(self.from_journal, time.monotonic() - self.last_contact, self.timeout)
+        since = None if self.last_contact is None else time.monotonic() - self.last_contact
+        return is_autonomous(self.from_journal, since, self.timeout)
 
 
 def process_age() -> float | None:

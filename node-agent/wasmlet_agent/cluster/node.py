@@ -134,12 +134,15 @@ async def run_node(config: AgentConfig) -> int:
     journal = JournalStore(config.cache_dir / "journal", config.node)
     journaling = Journaling(journal, store, lookup, agent)
 
+    reachable = await api_reachable(api, config.cluster.api_timeout_seconds)
+    if reachable:
+        autonomy.contact()
     read_at = time.monotonic()
     saved = load_journal(journal, agent)
     if saved is not None:
         lookup.restore(saved.config_maps, saved.secrets)  # stand-ins should the API go away
     restoring: asyncio.Task[None] | None = None
-    if not await api_reachable(api, config.cluster.api_timeout_seconds):
+    if not reachable:
         if saved is None:
             log.warning("API server not reachable within %.1fs and no journal to run from; "
                         "waiting for it", config.cluster.api_timeout_seconds)  # fmt: skip
@@ -147,7 +150,6 @@ async def run_node(config: AgentConfig) -> int:
             autonomy.from_journal = journaling.paused = True
             store.replace_all(pinned(saved))
             wanted = desired_apps(store.snapshot())
-            read_at = min(read_at, time.monotonic())
             await agent.apply(wanted)
             restoring = asyncio.create_task(measure_restore(agent, len(wanted), read_at))
             log.warning("API server not reachable within %.1fs: node %s is autonomous, running "

@@ -159,9 +159,17 @@ def test_pinned_runs_the_last_digest_of_the_same_revision_only() -> None:
 
 @pytest.mark.parametrize(
     ("from_journal", "since", "timeout", "expected"),
-    [(True, 0.0, 5.0, True), (False, 1.0, 5.0, False), (False, 6.0, 5.0, True)],
+    [
+        (True, 0.0, 5.0, True),
+        (True, None, 5.0, True),
+        (False, 1.0, 5.0, False),
+        (False, 6.0, 5.0, True),
+        (False, None, 5.0, False),  # never reached the API, no journal: runs nothing
+    ],
 )
-def test_is_autonomous(from_journal: bool, since: float, timeout: float, expected: bool) -> None:
+def test_is_autonomous(
+    from_journal: bool, since: float | None, timeout: float, expected: bool
+) -> None:
     assert is_autonomous(from_journal, since, timeout) is expected
 
 
