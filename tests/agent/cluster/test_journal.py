@@ -205,3 +205,13 @@ def test_store_is_private_atomic_and_skips_unchanged_writes(tmp_path: Path) -> N
     with pytest.raises(JournalError) as err:
         JournalStore(store.dir, "other-node").load()
     assert err.value.problem is Problem.OTHER_NODE
+
+
+def test_run_and_node_keep_separate_cache_dirs() -> None:
+    """`wasmlet run` on an edge node never shares the node agent's cache or journal."""
+    from wasmlet_agent.main import parse_args
+
+    run = parse_args(["run", "app.yaml"]).cache_dir
+    node = parse_args(["node"]).cache_dir
+    assert run != node and run.parent == node.parent
+    assert not (node / "journal").is_relative_to(run)
