@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
@@ -30,6 +30,7 @@ from wasmlet_agent.revision import EventSink, Services
 from wasmlet_agent.runtime.engine import WasmEngine, wasmtime_version
 
 log = logging.getLogger("wasmlet.agent")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class Agent:
@@ -62,6 +63,8 @@ class Agent:
         self.fronts = HttpFronts(self.apps, config.address, self.executor, self.metrics,
                                  self.event, config.port_retry_seconds)  # fmt: skip
         self.ready = False
+        # Cluster mode sets it: while true /readyz answers 200 "autonomous" (edge autonomy).
+        self.autonomous: Callable[[], bool] = lambda: False
         self.api_port = 0
         self._api: web.AppRunner | None = None
         self._task: asyncio.Task[None] | None = None
@@ -72,6 +75,7 @@ class Agent:
     async def start(self) -> None:
         """Serve the agent API (raises OSError if its port is taken) and start reporting."""
         app = api_app(self.apps, self.reports, self.metrics, lambda: self.ready)
+        app.middlewares.append(self._readiness_autonomous)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, self.config.api_address, self.config.api_port)
@@ -82,6 +86,16 @@ class Agent:
         self._task = asyncio.create_task(self.reporter.run())
         log.info("agent %s API on http://%s:%d", self.config.node, self.config.api_address,
                  self.api_port)  # fmt: skip
+
+    @web.middleware
+    async def _readiness_autonomous(
+        self, request: web.Request, handler: Handler
+    ) -> web.StreamResponse:
+        """`/readyz` says "autonomous" (200) while the node runs without the API server: it
+        serves its apps, and a load balancer should keep sending it traffic."""
+        if request.path == "/readyz" and self.autonomous():
+            return web.Response(text="autonomous\n")
+        return await handler(request)
 
     async def apply(self, desired: Iterable[DesiredApp]) -> None:
         """Make this node run exactly `desired` (the whole set; only the difference changes)."""

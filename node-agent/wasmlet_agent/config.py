@@ -16,6 +16,8 @@ class ClusterConfig:
     labels: dict[str, str] = field(default_factory=dict)
     heartbeat_seconds: float = 2.0
     lease_seconds: int = 20
+    # How long to wait for the API server at start before running from the journal.
+    api_timeout_seconds: float = 5.0
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,11 @@ from wasmlet import logfmt
 from wasmlet_agent.config import AgentConfig, ClusterConfig, parse_labels
 
 
-def _default_cache() -> Path:
+def _default_cache(command: str) -> Path:
+    """`node` and `run` keep apart (module cache, instance directories; the journal is the
+    node's alone), so `wasmlet run` on an edge node cannot disturb the node agent."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "wasmlet" / "agent"
+    return Path(base) / "wasmlet" / ("agent" if command == "node" else "run")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -30,7 +32,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         s.add_argument("--address", default="127.0.0.1", help="address HTTP apps listen on")
         s.add_argument("--api-address", default=None, help="default: --address")
         s.add_argument("--api-port", type=int, default=0, help="health/metrics/logs port")
-        s.add_argument("--cache-dir", type=Path, default=_default_cache())
+        s.add_argument("--cache-dir", type=Path, default=_default_cache(name))
         s.add_argument("--cache-max-bytes", type=int, default=2 * 1024**3)
         s.add_argument(
             "--http-workers",
@@ -50,6 +52,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             s.add_argument("--labels", default="", help="node labels, k=v,k2=v2")
             s.add_argument("--heartbeat-seconds", type=float, default=2.0)
             s.add_argument("--lease-seconds", type=int, default=20)
+            s.add_argument(
+                "--api-timeout",
+                type=float,
+                default=ClusterConfig.api_timeout_seconds,
+                help="seconds to wait for the API server at start before running from the "
+                "node's journal (edge autonomy)",
+            )
     return p.parse_args(argv)
 
 
@@ -64,6 +73,7 @@ def config_from(args: argparse.Namespace) -> AgentConfig:
             labels=parse_labels(args.labels),
             heartbeat_seconds=args.heartbeat_seconds,
             lease_seconds=args.lease_seconds,
+            api_timeout_seconds=args.api_timeout,
         )
     return AgentConfig(
         node=args.node_name,

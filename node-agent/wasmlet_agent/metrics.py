@@ -92,3 +92,24 @@ class AgentMetrics:
             "wasmlet_module_pull_errors", "Failed module pulls by reason.",
             ["reason"], registry=registry,
         )  # fmt: skip
+        # Edge autonomy (cluster mode): running from the node's journal without the API server.
+        self.autonomous = Gauge(
+            "wasmlet_agent_autonomous",
+            "1 while the agent runs from its journal or has not reached the API server "
+            "recently, else 0.",
+            registry=registry,
+        )
+        self.journal_rejected = Counter(
+            "wasmlet_agent_journal_rejected", "Journals refused at start, by problem.",
+            ["problem"], registry=registry,
+        )  # fmt: skip
+        self.journal_writes = Counter(
+            "wasmlet_agent_journal_writes", "Journal rewrites (its content changed).",
+            registry=registry,
+        )  # fmt: skip
+        self.journal_restore = Gauge(
+            "wasmlet_agent_journal_restore_seconds",
+            "Last start from the journal: seconds until every app was ready, from reading the "
+            "journal (since=journal) and from process start (since=process).",
+            ["since"], registry=registry,
+        )  # fmt: skip

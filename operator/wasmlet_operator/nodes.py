@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from wasmlet.api.constants import AUTONOMOUS_LABEL, NodeStatus
 from wasmlet.api.spec import parse_quantity
 from wasmlet_operator.placement import Node
 
@@ -29,6 +30,18 @@ def lease_fresh(lease_spec: Mapping[str, Any] | None, now: datetime, grace: floa
     return (now - renewed).total_seconds() <= grace
 
 
+def autonomous(labels: Mapping[str, str]) -> bool:
+    """An administrator marked the node autonomous: out of touch, it keeps its placements."""
+    return labels.get(AUTONOMOUS_LABEL) == "true"
+
+
+def node_status(ready: bool, labels: Mapping[str, str]) -> NodeStatus:
+    """Ready while heartbeating; otherwise Unknown if autonomous (kept), else Lost (moved)."""
+    if ready:
+        return NodeStatus.READY
+    return NodeStatus.UNKNOWN if autonomous(labels) else NodeStatus.LOST
+
+
 def node_from(
     wasmnode: Mapping[str, Any],
     ready: bool,
@@ -40,10 +53,12 @@ def node_from(
     spec = wasmnode.get("spec") or {}
     capacity = (wasmnode.get("status") or {}).get("capacity") or {}
     memory = capacity.get("memory")
+    labels = dict(meta.get("labels") or {})
     return Node(
         name=str(meta.get("name")),
         ready=ready,
-        labels=dict(meta.get("labels") or {}),
+        held=node_status(ready, labels) is NodeStatus.UNKNOWN,
+        labels=labels,
         unschedulable=bool(spec.get("unschedulable", False)),
         capacity_instances=int(capacity.get("instances") or DEFAULT_CAPACITY_INSTANCES),
         capacity_memory_bytes=(

@@ -20,6 +20,8 @@ class Node:
     # Taken by other apps' placements on this node.
     used_instances: int = 0
     used_memory_bytes: int = 0
+    # Not ready, but an administrator marked it autonomous: it keeps what it has (never more).
+    held: bool = False
 
 
 class Shortfall(StrEnum):
@@ -67,22 +69,30 @@ def place(
 
     Level-triggered and stable: calling it again with its own result as `current` returns
     the same counts. Nodes that are not ready, cordoned or not matching lose their
-    instances; the rest are filled one at a time onto the node with the fewest instances of
+    instances, except held (autonomous, out of touch) nodes, which keep theirs but get no
+    more; the rest are filled one at a time onto the node with the fewest instances of
     this app (ties: most free room, then name), within capacity.
     """
     ready = [n for n in nodes if n.ready and not n.unschedulable]
     eligible = sorted((n for n in ready if matches(selector, n.labels)), key=lambda n: n.name)
+    held = {
+        n.name: min(current.get(n.name, 0), n.capacity_instances)
+        for n in nodes
+        if n.held and not n.ready and not n.unschedulable and matches(selector, n.labels)
+    }
+    held = {name: c for name, c in held.items() if c > 0}
     if replicas == 0:
         return Placement(counts={})
-    if not ready:
+    if not ready and not held:
         return Placement({}, replicas, Shortfall.NO_NODES, "no ready wasmlet node")
-    if not eligible:
+    if not eligible and not held:
         sel = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
         return Placement(
             {}, replicas, Shortfall.NO_MATCHING_NODES, f"no ready node matches nodeSelector {sel}"
         )
 
     counts = {n.name: min(current.get(n.name, 0), n.capacity_instances) for n in eligible}
+    counts.update(held)
     # Scale down: take from the fullest node first so the spread stays even.
     while sum(counts.values()) > replicas:
         fullest = max(counts, key=lambda name: (counts[name], name))
@@ -99,8 +109,16 @@ def place(
         counts[best.name] += 1
     placed = {name: c for name, c in counts.items() if c > 0}
     missing = replicas - sum(placed.values())
+    if missing and not eligible:
+        return Placement(
+            placed,
+            missing,
+            Shortfall.NO_NODES,
+            f"{missing} of {replicas} instances have no ready node (autonomous nodes that are "
+            "out of touch keep theirs but get no more)",
+        )
     if missing:
-        free = sum(_room(by_name[n], memory_per_instance, counts[n]) for n in counts)
+        free = sum(_room(by_name[n], memory_per_instance, counts[n]) for n in by_name)
         return Placement(
             placed,
             missing,

@@ -69,10 +69,11 @@ class Reconciler:
         existing = dict(self.state.placements.get(key, {}))
         nodes = self.state.node_views(now, exclude=key)
         ready_nodes = {n.name for n in nodes if n.ready}
+        held_nodes = {n.name for n in nodes if n.held}  # autonomous, out of touch: kept
         current = {
             node: int(p["spec"].get("replicas") or 0)
             for node, p in existing.items()
-            if node in ready_nodes
+            if node in ready_nodes or node in held_nodes
         }
         decision = place(
             spec.replicas, spec.limits.memory_bytes, spec.node_selector, nodes, current
@@ -112,6 +113,7 @@ class Reconciler:
                 p["spec"].get("revision", ""),
                 p.get("status") or {},
                 node_ready=node in ready_nodes,
+                node_held=node in held_nodes,
                 generation=(p.get("metadata") or {}).get("generation"),
             )
             for node, p in self.state.placements.get(key, {}).items()
@@ -188,10 +190,11 @@ class Reconciler:
             address = self.state.address_of(node)
             if address is None:
                 continue
-            ready = (
-                self.state.node_ready(node, now)
-                and int((p.get("status") or {}).get("readyReplicas") or 0) > 0
-            )
+            # A held (autonomous, out of touch) node keeps its endpoint as last reported:
+            # it most likely still serves the clients that can reach it.
+            ready = (self.state.node_ready(node, now) or self.state.node_held(node, now)) and int(
+                (p.get("status") or {}).get("readyReplicas") or 0
+            ) > 0
             endpoints.append((node, address, ready))
         for kind, body, apply in (
             ("service", builders.build_service(app, port), self.kube.apply_service),

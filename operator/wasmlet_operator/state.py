@@ -8,8 +8,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from wasmlet.api.constants import NodeStatus
 from wasmlet.api.spec import parse_quantity
-from wasmlet_operator.nodes import lease_fresh, node_from
+from wasmlet_operator.nodes import lease_fresh, node_from, node_status
 from wasmlet_operator.placement import Node
 
 AppKey = tuple[str, str]  # (namespace, name)
@@ -99,6 +100,14 @@ class ClusterState:
 
     def node_ready(self, name: str, now: datetime) -> bool:
         return name in self.nodes and lease_fresh(self.leases.get(name), now, self.grace)
+
+    def node_held(self, name: str, now: datetime) -> bool:
+        """Autonomous and out of touch: its placements stay (see nodes.node_status)."""
+        obj = self.nodes.get(name)
+        if obj is None:
+            return False
+        labels = (obj.get("metadata") or {}).get("labels") or {}
+        return node_status(self.node_ready(name, now), labels) is NodeStatus.UNKNOWN
 
     def refresh_readiness(self, now: datetime) -> list[tuple[str, bool]]:
         """Nodes whose readiness changed since the last call, with their new readiness."""

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from wasmlet.api.constants import APP_LABEL, ConditionType
+from wasmlet.api.constants import APP_LABEL, ConditionType, NodeStatus
 from wasmlet.api.placements import Reason, ready_failure
 from wasmlet_operator.conditions import Condition
 from wasmlet_operator.placement import Placement
@@ -21,6 +21,8 @@ class PlacementReport:
     revision: str
     status: Mapping[str, Any]
     node_ready: bool = True
+    # An autonomous node out of touch: its instances are kept but cannot be confirmed.
+    node_held: bool = False
 
     def _count(self, key: str) -> int:
         # A node that stopped heartbeating counts as running nothing.
@@ -58,6 +60,15 @@ class PlacementReport:
         return reason, f"node {self.node}: {message}"
 
 
+NODE_UNREACHABLE = "NodeUnreachable"
+
+
+def unconfirmed(reports: Sequence[PlacementReport]) -> tuple[int, list[str]]:
+    """Instances placed on held nodes, and those nodes: kept, but nobody can vouch for them."""
+    held = [r for r in reports if r.node_held and r.replicas > 0]
+    return sum(r.replicas for r in held), sorted(r.node for r in held)
+
+
 def selector_for(app: str) -> str:
     return f"{APP_LABEL}={app}"
 
@@ -87,7 +98,12 @@ def aggregate(
         "module": module,
         "selector": selector_for(app),
         "placements": [
-            {"node": r.node, "replicas": r.replicas, "readyReplicas": r.ready}
+            {
+                "node": r.node,
+                "replicas": r.replicas,
+                "readyReplicas": r.ready,
+                **({"nodeStatus": NodeStatus.UNKNOWN.value} if r.node_held else {}),
+            }
             for r in sorted(reports, key=lambda r: r.node)
             if r.replicas > 0 or r.ready > 0
         ],
@@ -95,10 +111,17 @@ def aggregate(
     failures = [f for r in reports if (f := r.failure()) is not None]
     conditions: list[Condition] = []
     converged = ready >= desired and updated >= desired and existing <= desired
-    if placement.unplaced:
+    held, held_nodes = unconfirmed(reports)
+    unreachable = (
+        f"{held} instance(s) on node(s) {', '.join(held_nodes)} unconfirmed: autonomous "
+        "node(s) not heartbeating; kept in place until they return"
+    )
+    if placement.unplaced and not held:
         conditions.append(
             Condition(ConditionType.READY, "False", placement.shortfall.value, placement.message)
         )
+    elif held:
+        conditions.append(Condition(ConditionType.READY, "False", NODE_UNREACHABLE, unreachable))
     elif failures and not converged:
         reason, message = failures[0]
         conditions.append(Condition(ConditionType.READY, "False", reason, message))
@@ -125,7 +148,9 @@ def aggregate(
                 f"{updated} updated, {ready} ready of {desired} desired",
             )
         )
-    if placement.unplaced:
+    if held:
+        conditions.append(Condition(ConditionType.DEGRADED, "True", NODE_UNREACHABLE, unreachable))
+    elif placement.unplaced:
         conditions.append(
             Condition(ConditionType.DEGRADED, "True", placement.shortfall.value, placement.message)
         )

@@ -78,7 +78,8 @@ def test_digest_mismatch_refuses_and_caches_nothing(
     rep = agent.wait_report(
         "pinned",
         lambda r: (
-            all(s.state is State.BACK_OFF for s in r.instances)
+            len(r.instances) == 2
+            and all(s.state is State.BACK_OFF for s in r.instances)
             and all(s.reason == "DigestMismatch" for s in r.instances)
         ),
         "instances backing off with DigestMismatch",

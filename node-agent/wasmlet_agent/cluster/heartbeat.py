@@ -119,9 +119,16 @@ class Heartbeat:
         self._stop.set()
 
     def _loop(self) -> None:
+        """Registers first (retrying for as long as it takes: an edge node may start with no
+        API server in reach), then renews the Lease."""
         last_status = 0.0
+        registered = False
         while not self._stop.is_set():
             try:
+                if not registered:
+                    self.register()
+                    registered = True
+                    last_status = time.monotonic()
                 self.renew_lease()
                 if time.monotonic() - last_status > NODE_STATUS_SECONDS:
                     self.write_node_status()

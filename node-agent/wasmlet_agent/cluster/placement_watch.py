@@ -85,8 +85,10 @@ class PlacementWatch:
         api: client.ApiClient,
         store: Placements,
         on_change: Callable[[], None],
+        on_listed: Callable[[], None] = lambda: None,
     ) -> None:
         self.node, self.store, self.on_change = node, store, on_change
+        self.on_listed = on_listed  # after each full list: the API's set replaced the store
         self.custom = client.CustomObjectsApi(api)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="placement-watch", daemon=True)
@@ -110,6 +112,7 @@ class PlacementWatch:
                         for o in listing.get("items", [])
                     }
                 )
+                self.on_listed()
                 self.on_change()
                 w = watch.Watch()  # type: ignore[no-untyped-call]
                 for ev in w.stream(  # type: ignore[no-untyped-call]
