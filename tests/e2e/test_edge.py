@@ -21,10 +21,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.test_resilience import converged, running_instances
 from tests.fixtures.partition import PartitionProxy
-from tests.fixtures.stack import NODE_GRACE_SECONDS, Stack, free_port, wait_for, wasmapp
+from tests.fixtures.stack import NODE_GRACE_SECONDS, Stack, free_port, wasmapp
 from wasmlet.api.constants import AUTONOMOUS_LABEL
-from wasmlet.devcluster.processes import ManagedProcess
-from wasmlet.devcluster.stack import agent_argv, agent_token, http_get, kubeconfig_with
+from wasmlet_dev.cluster.stack import agent_argv, agent_token, http_get, kubeconfig_with
+from wasmlet_dev.processes import ManagedProcess
+from wasmlet_dev.waits import observe_for, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -54,7 +55,7 @@ class EdgeAgent:
 
     def kill(self) -> None:
         os.kill(self.process.pid, signal.SIGKILL)
-        wait_for(f"{self.node} gone", lambda: not self.process.alive())
+        wait_until(lambda: not self.process.alive(), f"{self.node} gone")
 
     def apps(self) -> list[dict[str, Any]]:
         status, body = http_get(f"{self.url}/apps", timeout=2)
@@ -110,7 +111,7 @@ def edge(stack: Stack) -> Iterator[dict[str, EdgeAgent]]:
             agents[node] = EdgeAgent(node, address, port, proxy, cache, argv, log,
                                      ManagedProcess.start(f"agent {node}", argv, log))  # fmt: skip
         for node in agents:
-            wait_for(f"{node} registered", lambda n=node: registered(stack, n))
+            wait_until(lambda n=node: registered(stack, n), f"{node} registered")
         # The administrator (not the agent) marks the node autonomous.
         stack.kube.kubectl("label", "wasmnode", "edge-auto", f"{AUTONOMOUS_LABEL}=true")
         yield agents
@@ -164,8 +165,8 @@ def test_partitioned_agent_restarts_from_its_journal_and_the_api_wins_on_return(
     for name, n in apps.items():
         stack.apply(namespace, wasmapp(name, long_, env=env, **on(a.node, name, n)))
     for name, n in apps.items():
-        wait_for(f"{name} ready", lambda name=name, n=n: converged(stack, namespace, name, n))
-    wait_for("journal written", lambda: journal_holds(a, namespace, *apps))
+        wait_until(lambda name=name, n=n: converged(stack, namespace, name, n), f"{name} ready")
+    wait_until(lambda: journal_holds(a, namespace, *apps), "journal written")
     # Secrets are on the node only sealed, in private files.
     jdir = a.cache_dir / "journal"
     assert oct(jdir.stat().st_mode & 0o777) == "0o700"
@@ -179,16 +180,16 @@ def test_partitioned_agent_restarts_from_its_journal_and_the_api_wins_on_return(
     a.kill()
     forwarded = a.proxy.forwarded
     started = a.restart()
-    wait_for("every instance back from the journal",
-             lambda: a.running(namespace) == before, timeout=30)  # fmt: skip
+    wait_until(lambda: a.running(namespace) == before,
+             "every instance back from the journal", timeout=30)  # fmt: skip
     back_after = time.monotonic() - started
     assert a.proxy.forwarded == forwarded, "the agent reached the API server while partitioned"
     assert a.proxy.refused > 0  # it did try
     assert a.readyz() == (200, "autonomous")
     assert a.metric("wasmlet_agent_autonomous") == 1
     assert a.metric("wasmlet_module_cache_misses_total", kind="module") == 0
-    from_journal = wait_for("restore measured", lambda: a.metric(
-        "wasmlet_agent_journal_restore_seconds", since="journal"))  # fmt: skip
+    from_journal = wait_until(lambda: a.metric(
+        "wasmlet_agent_journal_restore_seconds", since="journal"), "restore measured")  # fmt: skip
     from_process = a.metric("wasmlet_agent_journal_restore_seconds", since="process")
     assert "node edge-auto is autonomous" in a.log.read_text()
     print(f"\nrestore from the journal: {from_journal * 1000:.1f} ms from reading it to all "
@@ -199,22 +200,25 @@ def test_partitioned_agent_restarts_from_its_journal_and_the_api_wins_on_return(
     stack.kube.kubectl("delete", "wasmapp", "gone", "-n", namespace)
     stack.apply(namespace, wasmapp("changed", long_, env=[*env, {"name": "V", "value": "2"}],
                                    **on(a.node, "changed", 2)))  # fmt: skip
-    wait_for("new revision placed", lambda: placements_of(stack, namespace, "changed")[a.node][1]
-             not in {rev for (name, rev) in before if name == "changed"})  # fmt: skip
+    old_revs = {rev for (name, rev) in before if name == "changed"}
+    wait_until(lambda: placements_of(stack, namespace, "changed")[a.node][1] not in old_revs,
+               "new revision placed")  # fmt: skip
     new_rev = placements_of(stack, namespace, "changed")[a.node][1]
     # Still cut off, the node keeps what its journal says.
     assert a.running(namespace) == before
 
     a.proxy.heal()
-    wait_for("the API's set replaces the journal's", lambda: a.running(namespace) == Counter(
-        {("keep", r): 3 for (n, r) in before if n == "keep"} | {("changed", new_rev): 2}),
-        timeout=60)  # fmt: skip
-    wait_for("back in touch", lambda: a.metric("wasmlet_agent_autonomous") == 0)
+    wanted = Counter(
+        {("keep", r): 3 for (n, r) in before if n == "keep"} | {("changed", new_rev): 2}
+    )
+    wait_until(lambda: a.running(namespace) == wanted, "the API's set replaces the journal's",
+               timeout=60)  # fmt: skip
+    wait_until(lambda: a.metric("wasmlet_agent_autonomous") == 0, "back in touch")
     assert a.readyz() == (200, "ok")
     for name, n in (("keep", 3), ("changed", 2)):
-        wait_for(f"{name} converged", lambda name=name, n=n: converged(stack, namespace, name, n))
-    wait_for("journal rewritten", lambda: not journal_holds(a, namespace, "gone")
-             and journal_holds(a, namespace, "keep", "changed"))  # fmt: skip
+        wait_until(lambda name=name, n=n: converged(stack, namespace, name, n), f"{name} converged")
+    wait_until(lambda: not journal_holds(a, namespace, "gone")
+             and journal_holds(a, namespace, "keep", "changed"), "journal rewritten")  # fmt: skip
 
 
 def test_long_partition_moves_a_plain_nodes_apps_but_not_an_autonomous_nodes(
@@ -235,18 +239,23 @@ def test_long_partition_moves_a_plain_nodes_apps_but_not_an_autonomous_nodes(
             total += sum(n for (app, _), n in a.running(namespace).items() if app == "spread")
         return total
 
-    wait_for("stay ready", lambda: converged(stack, namespace, "stay", 2))
-    wait_for("spread ready", lambda: converged(stack, namespace, "spread", len(nodes)))
+    wait_until(lambda: converged(stack, namespace, "stay", 2), "stay ready")
+    wait_until(lambda: converged(stack, namespace, "spread", len(nodes)), "spread ready")
     assert set(placements_of(stack, namespace, "spread")) == set(nodes)
 
     # A plain node cut off past the grace period: its instance moves.
     plain.proxy.partition()
-    wait_for("plain node's instance rescheduled", lambda: plain.node not in
-             placements_of(stack, namespace, "spread")
-             and converged(stack, namespace, "spread", len(nodes)), timeout=60)  # fmt: skip
+    wait_until(
+        lambda: (
+            plain.node not in placements_of(stack, namespace, "spread")
+            and converged(stack, namespace, "spread", len(nodes))
+        ),
+        "plain node's instance rescheduled",
+        timeout=60,
+    )
     assert sum(plain.running(namespace).values()) == 1  # it still runs it, unaware
     plain.proxy.heal()
-    wait_for("plain node stops what moved away", lambda: not plain.running(namespace))
+    wait_until(lambda: not plain.running(namespace), "plain node stops what moved away")
     assert spread_total() == len(nodes)  # runs nothing extra
 
     # The autonomous node cut off past the grace period: nothing moves.
@@ -264,12 +273,13 @@ def test_long_partition_moves_a_plain_nodes_apps_but_not_an_autonomous_nodes(
             and auto.node in conds["Degraded"]["message"]
         )
 
-    wait_for("autonomous node reported Unknown", unknown, timeout=NODE_GRACE_SECONDS * 4)
-    window = NODE_GRACE_SECONDS * 2
-    deadline = time.monotonic() + window  # observe: nothing is moved for twice the grace
-    while time.monotonic() < deadline:
-        assert {app: placements_of(stack, namespace, app) for app in layout} == layout
-        time.sleep(0.5)
+    wait_until(unknown, "autonomous node reported Unknown", timeout=NODE_GRACE_SECONDS * 4)
+    observe_for(
+        NODE_GRACE_SECONDS * 2,
+        lambda: {app: placements_of(stack, namespace, app) for app in layout} == layout,
+        "nothing moved off the autonomous node for twice the grace period",
+        interval=0.5,
+    )
     assert sum(auto.running(namespace).values()) == 3  # 2 of stay + 1 of spread
     assert auto.readyz() == (200, "autonomous")
     eps: Any = stack.kube.kubectl("get", "wasmapp", "spread", "-n", namespace, "-o", "json")
@@ -277,9 +287,9 @@ def test_long_partition_moves_a_plain_nodes_apps_but_not_an_autonomous_nodes(
     assert spread_status["readyReplicas"] == len(nodes) - 1  # out of readyReplicas
 
     auto.proxy.heal()
-    wait_for("stay converged again", lambda: converged(stack, namespace, "stay", 2), timeout=60)
-    wait_for("spread converged again",
-             lambda: converged(stack, namespace, "spread", len(nodes)), timeout=60)  # fmt: skip
+    wait_until(lambda: converged(stack, namespace, "stay", 2), "stay converged again", timeout=60)
+    wait_until(lambda: converged(stack, namespace, "spread", len(nodes)),
+             "spread converged again", timeout=60)  # fmt: skip
     assert {app: placements_of(stack, namespace, app) for app in layout} == layout
     assert spread_total() == len(nodes)  # no duplicates anywhere
     assert auto.running(namespace).total() == 3
@@ -291,26 +301,24 @@ def test_damaged_journal_is_refused_and_the_api_used(
     """(d) a truncated journal: reported, never half-run; the API's set runs instead."""
     a = edge["edge-plain"]
     stack.apply(namespace, wasmapp("solid", stack.modules["long"], **on(a.node, "solid", 2)))
-    wait_for("solid ready", lambda: converged(stack, namespace, "solid", 2))
-    wait_for("journal written", lambda: journal_holds(a, namespace, "solid"))
+    wait_until(lambda: converged(stack, namespace, "solid", 2), "solid ready")
+    wait_until(lambda: journal_holds(a, namespace, "solid"), "journal written")
     a.kill()
     path = a.cache_dir / "journal" / "journal.json"
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     a.proxy.partition()
     a.restart()
-    wait_for("agent up", lambda: a.readyz()[0] in (200, 503))
+    wait_until(lambda: a.readyz()[0] in (200, 503), "agent up")
     rejected = "wasmlet_agent_journal_rejected_total"
-    wait_for("refusal counted", lambda: a.metric(rejected, problem="Corrupt") == 1)
+    wait_until(lambda: a.metric(rejected, problem="Corrupt") == 1, "refusal counted")
     log = a.log.read_text()
     assert "journal refused (Corrupt)" in log and str(path) in log
     # Cut off with no usable journal: it runs nothing (observed past --api-timeout).
-    deadline = time.monotonic() + API_TIMEOUT + 2
-    while time.monotonic() < deadline:
-        assert not a.running(namespace)
-        time.sleep(0.2)
+    observe_for(API_TIMEOUT + 2, lambda: not a.running(namespace),
+                "nothing runs from a refused journal", interval=0.2)  # fmt: skip
     assert a.readyz()[0] == 503  # neither ready nor autonomous
     a.proxy.heal()
-    wait_for("the API's set runs", lambda: sum(a.running(namespace).values()) == 2, timeout=60)
-    wait_for("solid converged", lambda: converged(stack, namespace, "solid", 2))
-    wait_for("journal rewritten", lambda: journal_holds(a, namespace, "solid"))
+    wait_until(lambda: sum(a.running(namespace).values()) == 2, "the API's set runs", timeout=60)
+    wait_until(lambda: converged(stack, namespace, "solid", 2), "solid converged")
+    wait_until(lambda: journal_holds(a, namespace, "solid"), "journal rewritten")
