@@ -185,7 +185,10 @@ class RunningAgent:
     ) -> AppReport:
         def poll() -> AppReport | None:
             rep = self.report(name)
-            return rep if rep is not None and check(rep) else None
+            try:
+                return rep if rep is not None and check(rep) else None
+            except IndexError:  # a check of instances[0] before the first instance exists
+                return None
 
         try:
             return wait_until(poll, f"{name}: {what}", timeout)
