@@ -12,6 +12,8 @@ import yaml
 
 from tests.fixtures.cluster import Kube
 from tests.fixtures.stack import Stack, free_port, wait_for, wasmapp
+from wasmlet.devcluster.processes import ManagedProcess
+from wasmlet.devcluster.stack import agent_argv, agent_token, kubeconfig_with, wait_for_nodes
 
 pytestmark = pytest.mark.e2e
 
@@ -108,3 +110,108 @@ def test_own_service_is_created_and_deleted_with_the_app(stack: Stack, namespace
     assert svc["metadata"]["ownerReferences"][0]["uid"] == uid
     stack.kube.kubectl("delete", "wasmapp", "own", "-n", namespace, "--wait=true")
     wait_for("Service removed with the app", lambda: service(stack, namespace, "own") is None)
+
+
+# --- hostPath (issue 9, item 1) -------------------------------------------------------------
+
+
+def host_path_app(name: str, reference: str, path: str, **spec: Any) -> dict[str, Any]:
+    return wasmapp(name, reference, volumes=[{"name": "host", "hostPath": {"path": path}}],
+                   volumeMounts=[{"name": "host", "mountPath": "/host"}], **spec)  # fmt: skip
+
+
+def set_allowed_prefixes(kube: Kube, *prefixes: str) -> None:
+    patch = json.dumps({"data": {"allowedPrefixes": "\n".join(prefixes)}})
+    kube.kubectl("patch", "configmap", "wasmlet-host-paths", "-n", "wasmlet-system",
+                 "--type=merge", "-p", patch)  # fmt: skip
+
+
+def test_api_refuses_host_paths_by_default_and_outside_allowed_prefixes(
+    stack: Stack, namespace: str
+) -> None:
+    tenant = tenant_kubeconfig(stack.kube, namespace)
+    agent_dir = str(next(iter(stack.agents.values())).cache_dir)
+    # The attack of the issue: mount the agent's directory (other tenants' Secrets, artifacts).
+    app = host_path_app("peek", stack.modules["long"], agent_dir)
+    out = as_tenant(stack, tenant, namespace, "apply", "-f", "-", input=yaml.safe_dump(app))
+    assert out.returncode != 0
+    assert "spec.volumes[name=host].hostPath: hostPath volumes are not allowed in namespace" in (
+        out.stderr
+    )
+    # A namespace the administrator labelled may use hostPaths, but only under listed prefixes.
+    stack.kube.kubectl("label", "namespace", namespace, "wasmlet.dev/host-path=allowed")
+    out = as_tenant(stack, tenant, namespace, "apply", "-f", "-", input=yaml.safe_dump(app))
+    assert out.returncode != 0
+    assert f"spec.volumes[name=host].hostPath.path: {agent_dir} is not under a prefix" in (
+        out.stderr
+    )
+    assert "none listed" in out.stderr
+    assert "..." not in out.stderr
+    try:
+        set_allowed_prefixes(stack.kube, "/srv/wasmlet-shared")
+        for path in ("/srv/wasmlet-shared/../../var/lib", "/srv/wasmlet-shared-not"):
+            bad = host_path_app("peek", stack.modules["long"], path)
+            out = as_tenant(stack, tenant, namespace, "apply", "-f", "-",
+                            input=yaml.safe_dump(bad))  # fmt: skip
+            assert out.returncode != 0 and "/srv/wasmlet-shared/" in out.stderr, out.stderr
+        good = host_path_app("fine", stack.modules["long"], "/srv/wasmlet-shared/team")
+        out = as_tenant(stack, tenant, namespace, "apply", "-f", "-", input=yaml.safe_dump(good))
+        assert out.returncode == 0, out.stderr
+    finally:
+        set_allowed_prefixes(stack.kube)
+    # Apps admitted earlier can still be deleted (metadata-only updates pass).
+    out = as_tenant(stack, tenant, namespace, "delete", "wasmapp", "fine", "--wait=true")
+    assert out.returncode == 0, out.stderr
+
+
+def test_agent_refuses_a_symlink_into_its_own_directory(
+    stack: Stack, namespace: str, tmp_path: Path
+) -> None:
+    """The API admits a path under an allowed prefix; the agent resolves it and refuses."""
+    shared = tmp_path / "shared"
+    (shared / "ok").mkdir(parents=True)
+    (shared / "ok" / "hello.txt").write_text("hi")
+    node = f"e2e-hostpath-{namespace[-6:]}"
+    agent_dir = stack.workdir / "agents" / node
+    (agent_dir / "instances").mkdir(parents=True)
+    (shared / "sneaky").symlink_to(agent_dir / "instances")
+    stack.kube.kubectl("label", "namespace", namespace, "wasmlet.dev/host-path=allowed")
+    set_allowed_prefixes(stack.kube, str(shared))
+    token = agent_token(stack.api, node)
+    identity = stack.workdir / "identities" / f"{node}.kubeconfig"
+    kubeconfig = kubeconfig_with(identity, stack.kube.endpoint, token, node)
+    address = f"{next(iter(stack.agents.values())).address.rsplit('.', 1)[0]}.99"
+    argv = agent_argv(node, address, kubeconfig, agent_dir, {"hostpaths": "yes"})
+    argv += ["--allowed-host-path-prefix", str(shared)]
+    agent = ManagedProcess.start(f"agent {node}", argv, stack.workdir / "logs" / f"{node}.log")
+    tenant = tenant_kubeconfig(stack.kube, namespace)
+    try:
+        wait_for_nodes(stack.api, [node], timeout=60)
+        pinned = {"nodeSelector": {"hostpaths": "yes"}, "replicas": 1}
+        for app in (
+            host_path_app("sneaky", stack.modules["long"], str(shared / "sneaky"), **pinned),
+            host_path_app("ok", stack.modules["long"], str(shared / "ok"), **pinned),
+        ):
+            out = as_tenant(stack, tenant, namespace, "apply", "-f", "-",
+                            input=yaml.safe_dump(app))  # fmt: skip
+            assert out.returncode == 0, out.stderr  # the admission policy admits both
+        degraded = wait_for(
+            "Degraded HostPathForbidden",
+            lambda: (c := cond(stack, namespace, "sneaky", "Degraded")).get("reason")
+            == "HostPathForbidden" and c,
+        )  # fmt: skip
+        assert degraded["message"].startswith(f"node {node}: spec.volumes[0].hostPath.path: ")
+        assert "agent's own directory" in degraded["message"]
+        assert cond(stack, namespace, "sneaky", "Ready")["status"] == "False"
+        wait_for("a Warning Event HostPathForbidden", lambda: "HostPathForbidden" in
+                 stack.kube.kubectl("get", "events", "-n", namespace).stdout)  # fmt: skip
+        wait_for("the allowed hostPath runs",
+                 lambda: cond(stack, namespace, "ok", "Ready").get("status") == "True")  # fmt: skip
+        for name in ("sneaky", "ok"):
+            as_tenant(stack, tenant, namespace, "delete", "wasmapp", name, "--wait=true")
+    finally:
+        set_allowed_prefixes(stack.kube)
+        agent.stop()
+        stack.kube.kubectl("delete", "wasmnode", node, "--ignore-not-found", check=False)
+        stack.kube.kubectl("delete", "lease", node, "-n", "wasmlet-system", "--ignore-not-found",
+                           check=False)  # fmt: skip
