@@ -215,3 +215,38 @@ def test_agent_refuses_a_symlink_into_its_own_directory(
         stack.kube.kubectl("delete", "wasmnode", node, "--ignore-not-found", check=False)
         stack.kube.kubectl("delete", "lease", node, "-n", "wasmlet-system", "--ignore-not-found",
                            check=False)  # fmt: skip
+
+
+# --- Agent self-defence (issue 9, item 6) ---------------------------------------------------
+
+
+def test_agent_token_cannot_cordon_or_relabel_its_own_node(stack: Stack) -> None:
+    agent = stack.agents["e2e-node-1"]
+    as_agent = ("--kubeconfig", str(agent.kubeconfig))
+    node = agent.node
+
+    def kubectl(*args: str, admin: bool = False) -> Any:
+        return stack.kube.kubectl(*(() if admin else as_agent), *args, check=False)
+
+    out = kubectl("patch", "wasmnode", node, "--type=merge", "-p",
+                  '{"spec":{"unschedulable":true}}')  # fmt: skip
+    assert out.returncode != 0 and "spec.unschedulable: the agent of node" in out.stderr
+    for label in ("node-role.wasmlet.dev/edge=true", "admin.wasmlet.dev/tier=gold",
+                  "wasmlet.dev/autonomous=true"):  # fmt: skip
+        out = kubectl("label", "wasmnode", node, label)
+        assert out.returncode != 0, label
+        assert "may not set, change or remove the administrator-reserved labels" in out.stderr
+    # What an administrator set, the agent can neither change nor remove.
+    assert kubectl("label", "wasmnode", node, "admin.wasmlet.dev/tier=gold", admin=True)
+    try:
+        out = kubectl("label", "wasmnode", node, "admin.wasmlet.dev/tier-")
+        assert out.returncode != 0 and "admin.wasmlet.dev/tier" in out.stderr
+        # Its own labels (outside the reserved prefixes) it may still write: heartbeats go on.
+        out = kubectl("label", "--overwrite", "wasmnode", node, "zone=a")
+        assert out.returncode == 0, out.stderr
+    finally:
+        kubectl("label", "wasmnode", node, "admin.wasmlet.dev/tier-", admin=True)
+    # An administrator may cordon.
+    out = kubectl("patch", "wasmnode", node, "--type=merge", "-p",
+                  '{"spec":{"unschedulable":false}}', admin=True)  # fmt: skip
+    assert out.returncode == 0, out.stderr
