@@ -21,6 +21,7 @@ from wasmlet_agent.agent_api import api_app
 from wasmlet_agent.apps import Apps, DesiredApp
 from wasmlet_agent.cache import Cache
 from wasmlet_agent.config import AgentConfig
+from wasmlet_agent.host_paths import HostPathPolicy
 from wasmlet_agent.http_front import HttpFronts
 from wasmlet_agent.metrics import AgentMetrics
 from wasmlet_agent.modulestore import ModuleStore
@@ -55,6 +56,11 @@ class Agent:
                 lookup=lookup,
                 instance_root=instance_root,
                 metrics=self.metrics,
+                host_paths=HostPathPolicy(
+                    config.allowed_host_path_prefixes,
+                    agent_dirs=(str(config.cache_dir), str(instance_root)),
+                    prefixes_file=config.host_path_prefixes_file,
+                ),
                 event=self.event,
             ),
             on_report=self.reporter.changed.set,

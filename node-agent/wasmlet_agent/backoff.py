@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from wasmlet.api.spec import MIN_BACKOFF_SECONDS
+
 
 def next_delay(restarts: int, base: float, cap: float) -> float:
     """Delay before restart number `restarts` + 1: base * 2**restarts, at most cap."""
@@ -27,6 +29,11 @@ class Backoff:
     base: float
     cap: float
     restarts: int = 0
+
+    def __post_init__(self) -> None:
+        # The API refuses less; an older object or a skewed schema still gets the floor.
+        self.base = max(self.base, MIN_BACKOFF_SECONDS)
+        self.cap = max(self.cap, self.base)
 
     def on_exit(self, ran_for: float) -> float:
         """Record an ended run; return how long to wait before the next start."""

@@ -9,8 +9,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
+import hmac
+import logging
 import os
 import re
+import secrets
 import threading
 import time
 import uuid
@@ -31,6 +35,10 @@ _FINGERPRINT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _HEX_RE = re.compile(r"^[a-f0-9]{64}$")
 # A tmp file older than this was left by a crashed writer.
 _STALE_TMP_SECONDS = 3600.0
+# Each precompiled artifact starts with an HMAC-SHA256 of (module, fingerprint, artifact).
+MAC_BYTES = 32
+
+log = logging.getLogger("wasmlet.agent")
 
 
 class CacheError(Exception):
@@ -58,6 +66,7 @@ class CacheStats:
     evictions: int = 0
     bytes_on_disk: int = 0
     modules: int = 0
+    tampered_artifacts: int = 0  # artifacts whose MAC failed: discarded and recompiled
 
 
 @dataclass(frozen=True)
@@ -73,7 +82,9 @@ class Cache:
     Layout under `root` (the directory is the whole state; a restarted agent finds it as is):
 
         blobs/sha256/<hex>                  module bytes, verified before being renamed in
-        compiled/<hex>/<fingerprint>.cwasm  precompiled artifact per engine fingerprint
+        compiled/<hex>/<fingerprint>.cwasm  MAC (32 bytes) + precompiled artifact per engine
+                                            fingerprint
+        key                                 node-local HMAC key (32 random bytes, 0600)
         aliases/sha256/<hex>                manifest digest -> module digest (both immutable)
         locks/<hex>.fetch, locks/<hex>.pin  flock files: one writer per digest; pins (shared)
         tmp/                                files being written, renamed into place when whole
@@ -83,6 +94,12 @@ class Cache:
     module is in use; eviction takes locks without waiting and skips whatever it cannot lock,
     so it never removes a module another thread or process has pinned or is compiling. The
     last use of a module is its blob's mtime, so LRU order survives restarts.
+
+    A precompiled artifact is native code that `deserialize` trusts blindly, and guests act
+    with the agent's uid through their preopens; so each artifact carries an HMAC-SHA256 under
+    `key` (made on first start, readable only by the agent's user) over the module digest, the
+    fingerprint and the artifact. One that fails the check is never returned: it is logged,
+    counted in `stats.tampered_artifacts` and recompiled from the verified module bytes.
     """
 
     def __init__(self, root: str | os.PathLike[str], max_bytes: int | None = None) -> None:
@@ -102,6 +119,7 @@ class Cache:
         self._thread_locks: dict[str, tuple[threading.Lock, int]] = {}
         self._pins: dict[str, tuple[int, int]] = {}  # hex -> (count, fd holding LOCK_SH)
         self._last_ns = 0
+        self._key = self._load_or_create_key()
         self._remove_stale_tmp()
         self.refresh_stats()
 
@@ -190,11 +208,11 @@ class Cache:
                 f"engine fingerprint {fingerprint!r} must be 1-128 of letters, digits, . _ -"
             )
         path = self._compiled / h / f"{fingerprint}.cwasm"
-        data = self._read_compiled(h, path)
+        data = self._read_compiled(h, fingerprint, path)
         if data is not None:
             return data
         with self._digest_lock(h):
-            data = self._read_compiled(h, path)
+            data = self._read_compiled(h, fingerprint, path)
             if data is not None:
                 return data
             try:
@@ -210,20 +228,63 @@ class Cache:
                 raise DigestMismatch(digest, actual, f"cached module {self._blob(h)}")
             artifact = compile(module)
             path.parent.mkdir(exist_ok=True, mode=0o700)
-            self._write_atomic(path, artifact)
+            self._write_atomic(path, self._mac(h, fingerprint, artifact) + artifact)
             with contextlib.suppress(FileNotFoundError):
                 self._touch(h)
         self._evict(keep=h)
         return artifact
 
-    def _read_compiled(self, h: str, path: Path) -> bytes | None:
+    def _read_compiled(self, h: str, fingerprint: str, path: Path) -> bytes | None:
+        """The artifact if it is on disk and its MAC is the agent's own; a tampered one is
+        removed (and the caller recompiles), never returned."""
         try:
             data = path.read_bytes()
         except FileNotFoundError:
             return None
+        mac, artifact = data[:MAC_BYTES], data[MAC_BYTES:]
+        if not hmac.compare_digest(mac, self._mac(h, fingerprint, artifact)):
+            log.warning(
+                "precompiled artifact %s fails its MAC (modified outside the agent): "
+                "discarded, recompiling from the verified module",
+                path,
+            )
+            self._count(tampered_artifacts=1)
+            path.unlink(missing_ok=True)
+            return None
         with contextlib.suppress(FileNotFoundError):
             self._touch(h)
-        return data
+        return artifact
+
+    def _mac(self, h: str, fingerprint: str, artifact: bytes) -> bytes:
+        mac = hmac.new(self._key, f"{h}\0{fingerprint}\0".encode(), hashlib.sha256)
+        mac.update(artifact)
+        return mac.digest()
+
+    def _load_or_create_key(self) -> bytes:
+        """The node-local MAC key; the first process to start creates it (atomically)."""
+        path = self.root / "key"
+        try:
+            key = path.read_bytes()
+        except FileNotFoundError:
+            key = secrets.token_bytes(MAC_BYTES)
+            tmp = self._tmp / f"key.{os.getpid()}.{uuid.uuid4().hex}"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(key)
+                f.flush()
+                os.fsync(f.fileno())
+            try:
+                os.link(tmp, path)  # fails if another process won the race: use its key
+            except FileExistsError:
+                key = path.read_bytes()
+            finally:
+                tmp.unlink(missing_ok=True)
+        if len(key) != MAC_BYTES:
+            raise CacheError(
+                f"{path} holds {len(key)} bytes, not a {MAC_BYTES}-byte key; delete it (every "
+                "precompiled artifact is then recompiled once)"
+            )
+        return key
 
     # -- pins -----------------------------------------------------------------------------
 

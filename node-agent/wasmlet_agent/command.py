@@ -213,10 +213,11 @@ class CommandInstance:
             spec = build_instance_spec(
                 self.spec, ns, app, self.directory, self.services.lookup,
                 stdout=self.logs.sink("stdout"), stderr=self.logs.sink("stderr"),
+                host_paths=self.services.host_paths,
             )  # fmt: skip
         except ConfigError as e:
-            self.services.event(self.key, "Warning", Reason.CONFIG_ERROR, str(e))
-            return self._back_off(Reason.CONFIG_ERROR, str(e), 0.0)
+            self.services.event(self.key, "Warning", e.reason, str(e))
+            return self._back_off(e.reason, str(e), 0.0)
         status.started_at = time.time()
         # Until the run ends (and reports its peak) the instance holds at least the
         # initial linear memory the module declares.

@@ -31,6 +31,10 @@ class AgentConfig:
     http_workers: int = 32
     report_interval: float = 0.1
     port_retry_seconds: float = 5.0  # how often a taken spec.http.port is tried again
+    # hostPath volumes: prefixes an administrator allows (none: every hostPath is refused),
+    # and/or a file listing them (the wasmlet-host-paths ConfigMap's key, mounted).
+    allowed_host_path_prefixes: tuple[str, ...] = ()
+    host_path_prefixes_file: Path | None = None
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
 

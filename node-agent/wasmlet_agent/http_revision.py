@@ -78,9 +78,9 @@ class HttpRevision:
                 self.services.on_change(self.key)
                 self.stopped.wait(self.loader.retry_in())
             except ConfigError as e:
-                if self._problem != (Reason.CONFIG_ERROR, str(e)):
-                    self.services.event(self.key, "Warning", Reason.CONFIG_ERROR, str(e))
-                self._problem = (Reason.CONFIG_ERROR, str(e))
+                if self._problem != (e.reason, str(e)):
+                    self.services.event(self.key, "Warning", e.reason, str(e))
+                self._problem = (e.reason, str(e))
                 self.services.on_change(self.key)
                 self.stopped.wait(backoff.on_exit(0))
             except Exception as e:  # never leave an app stuck loading without saying why
@@ -100,7 +100,7 @@ class HttpRevision:
                                    LogBuffer(self.services.log_lines))  # fmt: skip
         return build_instance_spec(
             self.spec, self.key[0], app, self._directory(), self.services.lookup,
-            stdout=None, stderr=buf.sink("stderr"),
+            stdout=None, stderr=buf.sink("stderr"), host_paths=self.services.host_paths,
         )  # fmt: skip
 
     def _directory(self) -> Path:

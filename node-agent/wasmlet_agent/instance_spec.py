@@ -8,6 +8,7 @@ from pathlib import Path
 from wasmlet.api.constants import Mode
 from wasmlet.api.spec import WasmAppSpec
 from wasmlet_agent.environment import resolve_env
+from wasmlet_agent.host_paths import HostPathPolicy
 from wasmlet_agent.objects import ObjectLookup
 from wasmlet_agent.runtime.instances import InstanceSpec, Preopen, Sink
 from wasmlet_agent.volumes import prepare_mounts
@@ -22,6 +23,7 @@ def build_instance_spec(
     *,
     stdout: Sink | None,
     stderr: Sink | None,
+    host_paths: HostPathPolicy | None = None,
 ) -> InstanceSpec:
     """Env and volumes resolved now (raises ConfigError naming the field), limits per mode.
 
@@ -30,7 +32,7 @@ def build_instance_spec(
     its stdout is the CGI response, so it passes no stdout sink.
     """
     env = resolve_env(spec, namespace, lookup)
-    preopens = prepare_mounts(spec, namespace, directory, lookup)
+    preopens = prepare_mounts(spec, namespace, directory, lookup, host_paths)
     limits = spec.limits
     if spec.mode is Mode.HTTP:
         timeout: float | None = float(limits.request_timeout_seconds)

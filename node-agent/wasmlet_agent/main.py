@@ -41,6 +41,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             help="threads running HTTP instances (more than a few per core only adds GIL "
             "contention)",
         )
+        s.add_argument(
+            "--allowed-host-path-prefix",
+            action="append",
+            default=[],
+            metavar="DIR",
+            help="a directory under which spec.volumes[].hostPath may point (repeatable; "
+            "default none: every hostPath is refused)",
+        )
+        s.add_argument(
+            "--allowed-host-path-prefixes-file",
+            type=Path,
+            default=None,
+            help="a file listing allowed prefixes one per line (ConfigMap "
+            "wasmlet-system/wasmlet-host-paths, key allowedPrefixes, mounted); re-read on use",
+        )
         s.add_argument("-v", "--verbose", action="store_true")
         s.add_argument("--log-format", choices=("text", "json"), default="text")
         if name == "run":
@@ -83,6 +98,8 @@ def config_from(args: argparse.Namespace) -> AgentConfig:
         cache_dir=args.cache_dir,
         cache_max_bytes=args.cache_max_bytes,
         http_workers=args.http_workers,
+        allowed_host_path_prefixes=tuple(args.allowed_host_path_prefix),
+        host_path_prefixes_file=args.allowed_host_path_prefixes_file,
         cluster=cluster,
     )
 

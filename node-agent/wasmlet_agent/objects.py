@@ -6,13 +6,17 @@ import base64
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
+from wasmlet.api.placements import Reason
+
 
 class ConfigError(ValueError):
-    """An app refers to something missing; the message names the field and the object."""
+    """An app refers to something missing or forbidden; the message names the field, and
+    `reason` (a placement-status Reason) says which kind of problem it is."""
 
-    def __init__(self, path: str, problem: str) -> None:
+    def __init__(self, path: str, problem: str, reason: str = Reason.CONFIG_ERROR) -> None:
         super().__init__(f"{path}: {problem}")
         self.path = path
+        self.reason = reason
 
 
 class ObjectLookup(Protocol):

@@ -15,6 +15,7 @@ from typing import Protocol
 from wasmlet.api.placements import InstanceStatus, Reason
 from wasmlet.api.spec import WasmAppSpec
 from wasmlet_agent.backoff import Backoff
+from wasmlet_agent.host_paths import HostPathPolicy
 from wasmlet_agent.metrics import AgentMetrics
 from wasmlet_agent.modulestore import ModuleStore, Phase, Ready
 from wasmlet_agent.objects import ObjectLookup
@@ -39,6 +40,7 @@ class Services:
     lookup: ObjectLookup
     instance_root: Path
     metrics: AgentMetrics | None = None
+    host_paths: HostPathPolicy = field(default_factory=HostPathPolicy)  # default: none allowed
     on_change: OnChange = lambda key: None
     event: EventSink = lambda key, type_, reason, message: None
     log_lines: int = 1000

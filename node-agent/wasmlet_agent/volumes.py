@@ -1,8 +1,8 @@
 """spec.volumes/volumeMounts as directories preopened for one instance, and their size limits.
 
 An instance directory holds `volumes/<name>` for each mounted emptyDir, ConfigMap and Secret;
-hostPaths are preopened where they are. A watch stops a run whose emptyDir outgrows its
-sizeLimit (like the kubelet's eviction for ephemeral storage).
+hostPaths are preopened where they are, if `host_paths.py` allows them. A watch stops a run
+whose emptyDir outgrows its sizeLimit (like the kubelet's eviction for ephemeral storage).
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from wasmlet.api.placements import Reason
 from wasmlet.api.spec import Volume, WasmAppSpec, parse_quantity
+from wasmlet_agent.host_paths import HostPathPolicy, check_host_path
 from wasmlet_agent.objects import ConfigError, ObjectLookup, config_map_files, secret_files
 from wasmlet_agent.runtime.instances import Cancel
 
@@ -57,9 +59,18 @@ def _writable(volume: Volume, read_only: bool | None) -> bool:
 
 
 def prepare_mounts(
-    spec: WasmAppSpec, namespace: str, instance_dir: Path, lookup: ObjectLookup
+    spec: WasmAppSpec,
+    namespace: str,
+    instance_dir: Path,
+    lookup: ObjectLookup,
+    host_paths: HostPathPolicy | None = None,
 ) -> list[Preopen]:
-    """Create each mounted volume's directory for one instance; ConfigError names the field."""
+    """Create each mounted volume's directory for one instance; ConfigError names the field.
+
+    hostPaths pass `host_paths` (default: none allowed) and are preopened by their resolved
+    path, so a symlink swapped after the check cannot redirect the preopen to a refused place.
+    """
+    policy = host_paths or HostPathPolicy()
     volumes = {v.name: (i, v) for i, v in enumerate(spec.volumes)}
     preopens: list[Preopen] = []
     for m in spec.volume_mounts:
@@ -84,7 +95,12 @@ def prepare_mounts(
             _project(secret_files(obj), host)
         else:
             assert vol.host_path is not None
-            host = Path(vol.host_path.path)
+            refused = check_host_path(vol.host_path.path, policy.prefixes(), policy.agent_dirs)
+            if refused is not None:
+                raise ConfigError(
+                    f"{path}.hostPath.path", refused, reason=Reason.HOST_PATH_FORBIDDEN
+                )
+            host = Path(os.path.realpath(vol.host_path.path))
             if not host.is_dir():
                 raise ConfigError(
                     f"{path}.hostPath.path", f"{host} is not a directory on this node"

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from wasmlet.api.placements import transition_time
+
+
+class OperatorReason(StrEnum):
+    """Reasons only the operator sets on WasmApp conditions (agents' reasons: api.placements)."""
+
+    NAME_CONFLICT = "NameConflict"  # a Service/EndpointSlice of the app's name is not ours
 
 
 @dataclass(frozen=True)

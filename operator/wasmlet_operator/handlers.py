@@ -125,13 +125,14 @@ def build_registry(
                 state.forget_app(key)
 
     @kopf.on.delete(GROUP, VERSION, WASMAPPS, registry=registry)
-    async def cleanup(namespace: str | None, name: str, **_: Any) -> None:
+    async def cleanup(namespace: str | None, name: str, uid: str | None, **_: Any) -> None:
         namespace = namespace or ""
         key = (namespace, name)
         for p in list(state.placements.get(key, {}).values()):
             await kube.delete_placement(namespace, p["metadata"]["name"])
             state.set_placement(p, deleted=True)
-        await kube.delete_service_objects(namespace, name)
+        # Only objects this app owns; a same-named Service of someone else's stays.
+        await kube.delete_service_objects(namespace, name, uid or "")
         state.forget_app(key)
 
     return registry

@@ -11,6 +11,7 @@ from kubernetes.client.exceptions import ApiException
 
 from wasmlet.api.constants import GROUP, VERSION, WASMAPPS, WASMPLACEMENTS
 from wasmlet_operator.metrics import OperatorMetrics
+from wasmlet_operator.ownership import Ownership, ownership
 
 
 class Kube:
@@ -93,40 +94,81 @@ class Kube:
             if e.status != 404:  # deleted meanwhile
                 raise
 
-    async def apply_service(self, body: Mapping[str, Any]) -> None:
-        meta = body["metadata"]
+    async def _read(self, kind: str, namespace: str, name: str) -> Mapping[str, Any] | None:
+        reads: dict[str, Callable[..., Any]] = {
+            "Service": self.core.read_namespaced_service,
+            "EndpointSlice": self.discovery.read_namespaced_endpoint_slice,
+        }
+        read = reads[kind]
         try:
-            await self._call(self.core.create_namespaced_service, meta["namespace"], body)
+            obj = await self._call(read, name, namespace)
         except ApiException as e:
-            if e.status != 409:
-                raise
-            await self._call(
-                self.core.patch_namespaced_service, meta["name"], meta["namespace"], body
-            )
+            if e.status == 404:
+                return None
+            raise
+        return cast(Mapping[str, Any], self.core.api_client.sanitize_for_serialization(obj))
 
-    async def apply_endpoint_slice(self, body: Mapping[str, Any]) -> None:
-        meta = body["metadata"]
-        try:
-            await self._call(
-                self.discovery.create_namespaced_endpoint_slice, meta["namespace"], body
-            )
-        except ApiException as e:
-            if e.status != 409:
-                raise
-            await self._call(
+    async def apply_owned(self, body: Mapping[str, Any], app_uid: str) -> Mapping[str, Any] | None:
+        """Create the Service or EndpointSlice `body`, or update the one of its name if this
+        WasmApp owns it. Returns the existing object, untouched, if someone else owns the name.
+
+        Updates carry the resourceVersion that was read, so an object replaced meanwhile by
+        someone else's is never overwritten (the API server answers 409; the next reconcile
+        looks again).
+        """
+        kind, meta = body["kind"], body["metadata"]
+        ns, name = meta["namespace"], meta["name"]
+        ops: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
+            "Service": (self.core.create_namespaced_service, self.core.patch_namespaced_service),
+            "EndpointSlice": (
+                self.discovery.create_namespaced_endpoint_slice,
                 self.discovery.replace_namespaced_endpoint_slice,
-                meta["name"],
-                meta["namespace"],
-                body,
-            )
+            ),
+        }
+        create, update = ops[kind]
+        try:
+            await self._call(create, ns, body)
+            return None
+        except ApiException as e:
+            if e.status != 409:
+                raise
+        existing = await self._read(kind, ns, name)
+        decision = ownership(existing, app_uid)
+        if decision is Ownership.CONFLICT:
+            assert existing is not None
+            return existing
+        if decision is Ownership.ABSENT:  # deleted since the 409: the next reconcile creates
+            return None
+        assert existing is not None
+        version = existing["metadata"]["resourceVersion"]
+        pinned = {**body, "metadata": {**meta, "resourceVersion": version}}
+        await self._call(update, name, ns, pinned)
+        return None
 
-    async def delete_service_objects(self, namespace: str, name: str) -> None:
-        for fn, obj in (
-            (self.core.delete_namespaced_service, name),
-            (self.discovery.delete_namespaced_endpoint_slice, f"{name}-wasmlet"),
-        ):
-            try:
-                await self._call(fn, obj, namespace)
-            except ApiException as e:
-                if e.status != 404:
-                    raise
+    async def delete_owned(self, kind: str, namespace: str, name: str, app_uid: str) -> bool:
+        """Delete the Service or EndpointSlice `name` only if this WasmApp owns it (the uid
+        precondition makes the check and the delete one step). True if it was deleted."""
+        existing = await self._read(kind, namespace, name)
+        if ownership(existing, app_uid) is not Ownership.OURS:
+            return False
+        assert existing is not None
+        deletes: dict[str, Callable[..., Any]] = {
+            "Service": self.core.delete_namespaced_service,
+            "EndpointSlice": self.discovery.delete_namespaced_endpoint_slice,
+        }
+        delete = deletes[kind]
+        options = client.V1DeleteOptions(
+            preconditions=client.V1Preconditions(uid=existing["metadata"]["uid"])
+        )
+        try:
+            await self._call(delete, name, namespace, body=options)
+        except ApiException as e:
+            if e.status not in (404, 409):  # gone, or replaced by another object meanwhile
+                raise
+            return False
+        return True
+
+    async def delete_service_objects(self, namespace: str, name: str, app_uid: str) -> None:
+        """The app's Service and EndpointSlice, if they are this app's (never someone else's)."""
+        await self.delete_owned("EndpointSlice", namespace, f"{name}-wasmlet", app_uid)
+        await self.delete_owned("Service", namespace, name, app_uid)

@@ -23,6 +23,7 @@ from wasmlet.api.spec import SpecError, parse_spec
 from wasmlet_operator import builders
 from wasmlet_operator.conditions import Condition, merge_conditions
 from wasmlet_operator.kube import Kube
+from wasmlet_operator.ownership import conflict_message, with_name_conflict
 from wasmlet_operator.placement import Placement, place
 from wasmlet_operator.placement_specs import plan_placements
 from wasmlet_operator.rollout import NodeRollout, nodes_to_switch
@@ -101,8 +102,11 @@ class Reconciler:
         # else: every node looks lost at once, which says more about the control plane (or
         # this operator's view of it) than about the nodes; like the node lifecycle
         # controller in a full disruption, move nothing until some node is seen again.
+        conflict = None
         try:
-            await self._write_service(app, key, spec.mode, spec.http.port if spec.http else 0, now)
+            conflict = await self._write_service(
+                app, key, spec.mode, spec.http.port if spec.http else 0, now
+            )
         except ApiException as e:  # the app's status still gets written
             log.warning("service of %s/%s: %s %s", *key, e.status, (e.body or "")[:300])
             self.event(app, "Warning", "ServiceFailed", f"Service/EndpointSlice: {e.reason}")
@@ -125,6 +129,8 @@ class Reconciler:
         status, conditions = aggregate(
             meta["name"], spec.replicas, decision, reports, module, revision
         )
+        if conflict is not None:
+            conditions = with_name_conflict(conditions, conflict)
         if spec.http is not None:
             status["endpoints"] = sorted(
                 f"{address}:{spec.http.port}"
@@ -177,14 +183,17 @@ class Reconciler:
 
     async def _write_service(
         self, app: Mapping[str, Any], key: AppKey, mode: Mode, port: int, now: datetime
-    ) -> None:
+    ) -> str | None:
+        """Write the app's Service and EndpointSlice; a NameConflict message if one of their
+        names belongs to an object this app does not own (that object is left as it is)."""
         ns, name = key
+        uid = app["metadata"].get("uid", "")
         if mode is not Mode.HTTP:
             if (key, "service") in self._written:
-                await self.kube.delete_service_objects(ns, name)
+                await self.kube.delete_service_objects(ns, name, uid)
                 self._written.pop((key, "service"), None)
                 self._written.pop((key, "slice"), None)
-            return
+            return None
         endpoints = []
         for node, p in self.state.placements.get(key, {}).items():
             address = self.state.address_of(node)
@@ -196,18 +205,20 @@ class Reconciler:
                 (p.get("status") or {}).get("readyReplicas") or 0
             ) > 0
             endpoints.append((node, address, ready))
-        for kind, body, apply in (
-            ("service", builders.build_service(app, port), self.kube.apply_service),
-            (
-                "slice",
-                builders.build_endpoint_slice(app, port, endpoints),
-                self.kube.apply_endpoint_slice,
-            ),
+        for kind, body in (
+            ("service", builders.build_service(app, port)),
+            ("slice", builders.build_endpoint_slice(app, port, endpoints)),
         ):
             digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-            if self._written.get((key, kind)) != digest:
-                await apply(body)
-                self._written[(key, kind)] = digest
+            if self._written.get((key, kind)) == digest:
+                continue
+            other = await self.kube.apply_owned(body, uid)
+            if other is not None:
+                self._written.pop((key, kind), None)  # look again at the next reconcile
+                meta = body["metadata"]
+                return conflict_message(body["kind"], ns, meta["name"], other)
+            self._written[(key, kind)] = digest
+        return None
 
     async def _write_status(
         self,

@@ -22,7 +22,7 @@ class NodeRollout:
 
 
 def resolve_int_or_percent(value: int | str, total: int, round_up: bool) -> int:
-    """maxUnavailable/maxSurge as a count, like Deployments (percent rounds down/up)."""
+    """An int-or-percent (maxUnavailable) as a count, like Deployments (percent rounds down/up)."""
     if isinstance(value, int):
         return value
     pct = int(value.rstrip("%"))

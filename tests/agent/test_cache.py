@@ -15,7 +15,7 @@ import pytest
 import wasmtime
 
 from tests.agent.sources.helpers import big_wasm_module, wasm_module
-from wasmlet_agent.cache import Cache, CacheError
+from wasmlet_agent.cache import MAC_BYTES, Cache, CacheError
 from wasmlet_agent.sources import (
     DigestMismatch,
     InvalidDigest,
@@ -62,8 +62,8 @@ def files_under(path: Path) -> list[str]:
 
 
 def stored(root: Path) -> list[str]:
-    """Files that hold content (locks and empty tmp aside)."""
-    return [f for f in files_under(root) if not f.startswith(("locks/", "tmp/"))]
+    """Files that hold content (locks, empty tmp and the MAC key aside)."""
+    return [f for f in files_under(root) if not f.startswith(("locks/", "tmp/")) and f != "key"]
 
 
 # -- basics ------------------------------------------------------------------------------------
@@ -103,7 +103,7 @@ def test_hit_after_restart_skips_fetch_and_compile(tmp_path: Path) -> None:
     # The artifact is a real precompiled module for this engine.
     loaded = wasmtime.Module.deserialize(engine, again)
     assert [e.name for e in loaded.exports] == ["cache_restart"]
-    assert restarted.stats.bytes_on_disk == len(module) + len(artifact)
+    assert restarted.stats.bytes_on_disk == len(module) + MAC_BYTES + len(artifact)
     assert (tmp_path / "compiled" / digest.split(":")[1] / "wasmtime-50.0.1-x.cwasm").exists()
 
 
@@ -409,14 +409,14 @@ def test_lru_eviction(tmp_path: Path) -> None:
 
 
 def test_eviction_counts_and_removes_compiled_artifacts(tmp_path: Path) -> None:
-    cache = Cache(tmp_path, max_bytes=300_000)
+    cache = Cache(tmp_path, max_bytes=300_000 + MAC_BYTES)  # each artifact carries its MAC
     a = _put(cache, "evict_compiled_a", 100_000)
     cache.get_or_compile(a, "fp", lambda data: b"\0" * 100_000)
     b = _put(cache, "evict_compiled_b", 100_000)
-    assert cache.contains(a) and cache.stats.bytes_on_disk == 300_000
+    assert cache.contains(a) and cache.stats.bytes_on_disk == 300_000 + MAC_BYTES
     cache.get_or_compile(b, "fp", lambda data: b"\1" * 50_000)  # over: a goes, with its artifact
     assert not cache.contains(a) and not (tmp_path / "compiled" / a.split(":")[1]).exists()
-    assert cache.stats.bytes_on_disk == 150_000
+    assert cache.stats.bytes_on_disk == 150_000 + MAC_BYTES
     # An evicted module can be fetched again (its lock files were recreated).
     assert cache.get_or_fetch(a, Fetcher(big_wasm_module("evict_compiled_a", 100_000))).fetched
 
@@ -536,3 +536,45 @@ def test_unreachable_registry_through_cache(tmp_path: Path) -> None:
         Cache(tmp_path).get_or_fetch(None, lambda: client.pull(ref))
     assert info.value.retryable and info.value.reason is Reason.SOURCE_UNREACHABLE
     assert stored(tmp_path) == []
+
+
+def test_tampered_artifact_is_recompiled_never_returned(tmp_path: Path) -> None:
+    """A guest with a writable view of the cache rewrites an artifact: after a restart the
+    agent refuses it (MAC under its node-local key), recompiles and the module still runs."""
+    module = wasm_module("cache_tamper")
+    digest = compute_digest(module)
+    engine = wasmtime.Engine()
+    compiles: list[bytes] = []
+
+    def compile_module(data: bytes) -> bytes:
+        compiles.append(data)
+        return wasmtime.Module(engine, data).serialize()
+
+    first = Cache(tmp_path)
+    first.get_or_fetch(digest, Fetcher(module))
+    good = first.get_or_compile(digest, "fp", compile_module)
+    key = tmp_path / "key"
+    assert oct(key.stat().st_mode & 0o777) == oct(0o600) and len(key.read_bytes()) == 32
+    artifact = tmp_path / "compiled" / digest.split(":")[1] / "fp.cwasm"
+    evil = b"\x7fELF native code of the attacker's choosing"
+    on_disk = artifact.read_bytes()
+    artifact.write_bytes(on_disk[:MAC_BYTES] + evil)  # an old MAC does not cover new bytes
+
+    restarted = Cache(tmp_path)
+    again = restarted.get_or_compile(digest, "fp", compile_module)
+    assert evil not in again and compiles == [module, module]
+    assert restarted.stats.tampered_artifacts == 1
+    assert evil not in artifact.read_bytes()  # rewritten with the agent's own artifact
+    loaded = wasmtime.Module.deserialize(engine, again)
+    assert [e.name for e in loaded.exports] == ["cache_tamper"]
+    assert len(again) == len(good)
+    # A foreign key (another node's cache copied in) is refused the same way.
+    key.write_bytes(b"k" * 32)
+    assert Cache(tmp_path).get_or_compile(digest, "fp", compile_module) and len(compiles) == 3
+
+
+def test_a_damaged_key_is_named(tmp_path: Path) -> None:
+    Cache(tmp_path)
+    (tmp_path / "key").write_bytes(b"short")
+    with pytest.raises(CacheError, match="not a 32-byte key; delete it"):
+        Cache(tmp_path)

@@ -20,7 +20,7 @@ from wasmlet.api.placements import Reason
 from wasmlet_agent.cache import Cache
 from wasmlet_agent.lifecycle import State
 
-FAST_BACKOFF = {"initialSeconds": 0.05, "maxSeconds": 0.5}
+FAST_BACKOFF = {"initialSeconds": 0.1, "maxSeconds": 0.5}
 SECRET = {
     "apiVersion": "v1",
     "kind": "Secret",

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from wasmlet.api.spec import parse_spec
+from wasmlet_agent.host_paths import HostPathPolicy
 from wasmlet_agent.objects import ConfigError, ManifestObjects
 from wasmlet_agent.volumes import directory_bytes, prepare_mounts, remove_instance_dir
 
@@ -44,7 +45,8 @@ def test_each_volume_kind(tmp_path: Path) -> None:
         ],
     )
     inst = tmp_path / "inst"
-    pre = {p.guest_path: p for p in prepare_mounts(s, "default", inst, OBJECTS)}
+    allow = HostPathPolicy((str(tmp_path),))
+    pre = {p.guest_path: p for p in prepare_mounts(s, "default", inst, OBJECTS, allow)}
     assert pre["/data"].writable and pre["/data"].host_path.is_dir()
     assert not pre["/config"].writable  # a ConfigMap is read-only whatever the mount says
     assert (pre["/config"].host_path / "a.txt").read_text() == "hello"
@@ -69,7 +71,7 @@ def test_missing_host_directory_is_named(tmp_path: Path) -> None:
         [{"name": "h", "mountPath": "/h"}],
     )
     with pytest.raises(ConfigError, match=r"hostPath.path: .* is not a directory"):
-        prepare_mounts(s, "default", tmp_path / "i", OBJECTS)
+        prepare_mounts(s, "default", tmp_path / "i", OBJECTS, HostPathPolicy((str(tmp_path),)))
 
 
 def test_projection_is_refreshed_not_appended(tmp_path: Path) -> None:

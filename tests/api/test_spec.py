@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 
 from wasmlet.api.constants import Mode, RestartPolicy
+from wasmlet.api.manifests import parse_app
 from wasmlet.api.spec import SpecError, parse_quantity, parse_spec
 
 DIGEST = "sha256:" + "a" * 64
@@ -106,7 +108,73 @@ BAD: list[tuple[dict[str, Any], str]] = [
         {"module": {"oci": {"reference": "a"}}, "env": [{"name": "A"}]},
         "spec.env[0]: set exactly one",
     ),
+    # What the CRD refuses, `wasmlet run` refuses too (no API server checks its files).
+    ({"module": {"oci": {"reference": "a"}}, "limits": {"fuel": -1}}, "spec.limits.fuel: -1"),
+    (
+        {
+            "module": {"oci": {"reference": "a"}},
+            "volumes": [{"name": "../../x", "emptyDir": {}}],
+            "volumeMounts": [{"name": "../../x", "mountPath": "/d"}],
+        },
+        "spec.volumes[0].name: '../../x' must be a DNS label",
+    ),
+    (
+        {"module": {"oci": {"reference": "a"}}, "backoff": {"initialSeconds": 0}},
+        "spec.backoff.initialSeconds: 0 must be between 0.1 and 3600",
+    ),
+    (
+        {"module": {"oci": {"reference": "a"}}, "backoff": {"initialSeconds": 9, "maxSeconds": 1}},
+        "spec.backoff: initialSeconds must not exceed maxSeconds",
+    ),
+    ({"module": {"oci": {"reference": "a"}}, "limits": {"memory": "1Ki"}}, "at least 64Ki"),
+    (
+        {"module": {"oci": {"reference": "a"}}, "limits": {"timeoutSeconds": -1}},
+        "spec.limits.timeoutSeconds",
+    ),
+    (
+        {"module": {"oci": {"reference": "a"}}, "limits": {"maxConcurrency": 0}},
+        "spec.limits.maxConcurrency",
+    ),
+    (
+        {"module": {"oci": {"reference": "a"}}, "strategy": {"maxUnavailable": "lots"}},
+        "spec.strategy.maxUnavailable",
+    ),
+    (
+        {"module": {"oci": {"reference": "a"}}, "strategy": {"maxSurge": 1}},
+        "spec.strategy.maxSurge: unknown field",
+    ),
+    (
+        {"module": {"oci": {"reference": "a"}}, "mode": "http", "restartPolicy": "Never"},
+        "spec.restartPolicy: must be Always",
+    ),
+    (
+        {"module": {"oci": {"reference": "a"}}, "env": [{"name": "A=B", "value": "1"}]},
+        "spec.env[0].name",
+    ),
 ]
+
+
+@pytest.mark.parametrize(
+    ("name", "namespace", "mode", "message"),
+    [
+        ("x" * 64, "default", "http", "metadata.name: 'xxxx"),
+        ("1web", "default", "http", "DNS-1035 label"),
+        ("../etc", "default", "command", "metadata.name: '../etc' must be a DNS subdomain"),
+        ("ok", "../..", "command", "metadata.namespace: '../..' must be a DNS label"),
+    ],
+)
+def test_standalone_names_are_checked(name: str, namespace: str, mode: str, message: str) -> None:
+    doc = {
+        "apiVersion": "wasmlet.dev/v1alpha1",
+        "kind": "WasmApp",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"module": {"oci": {"reference": "a"}}, "mode": mode},
+    }
+    with pytest.raises(SpecError, match=re.escape(message)):
+        parse_app(doc)
+    doc["metadata"] = {"name": "x" * 64}  # a long name is fine for a command-mode app
+    doc["spec"] = {"module": {"oci": {"reference": "a"}}}
+    assert parse_app(doc).name == "x" * 64
 
 
 @pytest.mark.parametrize(("raw", "message"), BAD)

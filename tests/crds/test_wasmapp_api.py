@@ -146,6 +146,16 @@ INVALID: list[tuple[str, dict[str, object], str]] = [
         "spec.backoff: Invalid value: initialSeconds must not exceed maxSeconds",
     ),
     (
+        "backoff-zero",
+        {"backoff": {"initialSeconds": 0, "maxSeconds": 0}},
+        "spec.backoff.initialSeconds: Invalid value: 0: must be at least 0.1 seconds",
+    ),
+    (
+        "h" * 64,
+        {"mode": "http", "http": {}},
+        "metadata.name: an http-mode WasmApp gets a Service of its name",
+    ),
+    (
         "http-mode-never-restart",
         {"mode": "http", "http": {}, "restartPolicy": "Never"},
         "spec.restartPolicy: Invalid value: must be Always when spec.mode is http",
@@ -153,7 +163,7 @@ INVALID: list[tuple[str, dict[str, object], str]] = [
 ]
 
 
-@pytest.mark.parametrize(("name", "override", "message"), INVALID, ids=[i[0] for i in INVALID])
+@pytest.mark.parametrize(("name", "override", "message"), INVALID, ids=[i[0][:40] for i in INVALID])
 def test_invalid_manifest_is_refused(
     kube, namespace: str, name: str, override: dict[str, object], message: str
 ) -> None:

@@ -9,8 +9,8 @@ from typing import Any
 
 import yaml
 
-from wasmlet.api.constants import API_VERSION
-from wasmlet.api.spec import SpecError, WasmAppSpec, parse_spec
+from wasmlet.api.constants import API_VERSION, Mode
+from wasmlet.api.spec import DNS_1035_RE, DNS_LABEL_RE, SpecError, WasmAppSpec, parse_spec
 
 
 @dataclass(frozen=True)
@@ -35,10 +35,23 @@ def parse_app(obj: Mapping[str, Any], default_namespace: str = "default") -> Was
     spec = obj.get("spec")
     if not isinstance(spec, Mapping):
         raise SpecError("spec", "is required")
+    namespace = meta.get("namespace") or default_namespace
+    # The API server checks names; standalone mode must too (they become directory names).
+    if not isinstance(namespace, str) or len(namespace) > 63 or not DNS_LABEL_RE.match(namespace):
+        raise SpecError("metadata.namespace", f"{namespace!r} must be a DNS label")
+    if len(name) > 253 or not all(DNS_LABEL_RE.match(p) for p in name.split(".")):
+        raise SpecError("metadata.name", f"{name!r} must be a DNS subdomain name")
+    parsed = parse_spec(spec)
+    if parsed.mode is Mode.HTTP and (len(name) > 63 or not DNS_1035_RE.match(name)):
+        raise SpecError(
+            "metadata.name",
+            f"{name!r}: an http-mode app's name must be a DNS-1035 label (at most 63 lowercase "
+            "letters, digits and '-', starting with a letter)",
+        )
     return WasmApp(
         name=name,
-        namespace=meta.get("namespace") or default_namespace,
-        spec=parse_spec(spec),
+        namespace=namespace,
+        spec=parsed,
         generation=int(meta.get("generation") or 1),
     )
 

@@ -70,6 +70,7 @@ class Reason(StrEnum):
     STOPPED = "Stopped"
     # The node's side.
     CONFIG_ERROR = "ConfigError"  # a referenced ConfigMap or Secret is missing or wrong
+    HOST_PATH_FORBIDDEN = "HostPathForbidden"  # a hostPath this node refuses to preopen
     PORT_CONFLICT = "PortConflict"
     AGENT_ERROR = "AgentError"  # something unexpected in the agent; retried with back-off
     # Events only.

@@ -18,6 +18,11 @@ from typing import Any
 from wasmlet.api.constants import MAX_MEMORY_BYTES, Mode, RestartPolicy
 
 DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
+DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS_1035_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+PERCENT_RE = re.compile(r"^[0-9]+%$")
+# The shortest restart back-off: any positive floor ends a zero-delay crash loop (delays double).
+MIN_BACKOFF_SECONDS = 0.1
 QUANTITY_RE = re.compile(r"^([0-9]+)(Ki|Mi|Gi)?$")
 _SUFFIX = {None: 1, "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3}
 
@@ -164,7 +169,6 @@ class Backoff:
 @dataclass(frozen=True)
 class Strategy:
     max_unavailable: int | str = "25%"
-    max_surge: int | str = "25%"
 
 
 @dataclass(frozen=True)
@@ -310,8 +314,7 @@ def parse_spec(raw: Mapping[str, Any]) -> WasmAppSpec:
         spec = dataclasses.replace(spec, http=HttpSpec())
     if spec.http is not None and not 1 <= spec.http.port <= 65535:
         raise SpecError("spec.http.port", "must be between 1 and 65535")
-    if spec.limits.memory_bytes > MAX_MEMORY_BYTES:
-        raise SpecError("spec.limits.memory", "must be at most 4Gi")
+    _check_bounds(spec)
     for i, env in enumerate(spec.env):
         _one_of(
             f"spec.env[{i}]",
@@ -332,6 +335,13 @@ def parse_spec(raw: Mapping[str, Any]) -> WasmAppSpec:
         )
         if vol.host_path is not None and not vol.host_path.path.startswith("/"):
             raise SpecError(f"spec.volumes[{i}].hostPath.path", "must be absolute")
+        if len(vol.name) > 63 or not DNS_LABEL_RE.match(vol.name):
+            raise SpecError(
+                f"spec.volumes[{i}].name",
+                f"{vol.name!r} must be a DNS label: at most 63 lowercase letters, digits and '-'",
+            )
+        if vol.name in declared:
+            raise SpecError(f"spec.volumes[{i}].name", f"duplicate volume name {vol.name!r}")
         declared.add(vol.name)
     seen = set()
     for i, mount in enumerate(spec.volume_mounts):
@@ -344,3 +354,41 @@ def parse_spec(raw: Mapping[str, Any]) -> WasmAppSpec:
         if mount.name not in declared:
             raise SpecError(f"{where}.name", f"no volume named {mount.name!r} in spec.volumes")
     return spec
+
+
+def _range(path: str, value: float, low: float, high: float | None = None) -> None:
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise SpecError(path, f"{value} must be {bound}")
+
+
+def _check_bounds(spec: WasmAppSpec) -> None:
+    """The CRD's minimum/maximum/pattern rules, for `wasmlet run` where no API server checks."""
+    lim = spec.limits
+    memory = lim.memory_bytes
+    if memory > MAX_MEMORY_BYTES:
+        raise SpecError("spec.limits.memory", "must be at most 4Gi")
+    if memory < 64 * 1024:
+        raise SpecError("spec.limits.memory", "must be at least 64Ki (one Wasm page)")
+    _range("spec.limits.timeoutSeconds", lim.timeout_seconds, 0, 86400)
+    _range("spec.limits.requestTimeoutSeconds", lim.request_timeout_seconds, 1, 600)
+    _range("spec.limits.maxConcurrency", lim.max_concurrency, 1, 10000)
+    if lim.fuel is not None:
+        _range("spec.limits.fuel", lim.fuel, 1)
+    b = spec.backoff
+    _range("spec.backoff.initialSeconds", b.initial_seconds, MIN_BACKOFF_SECONDS, 3600)
+    _range("spec.backoff.maxSeconds", b.max_seconds, MIN_BACKOFF_SECONDS, 86400)
+    if b.initial_seconds > b.max_seconds:
+        raise SpecError("spec.backoff", "initialSeconds must not exceed maxSeconds")
+    mu = spec.strategy.max_unavailable
+    if (isinstance(mu, int) and mu < 0) or (isinstance(mu, str) and not PERCENT_RE.match(mu)):
+        raise SpecError(
+            "spec.strategy.maxUnavailable", "must be a non-negative integer or a percentage"
+        )
+    if spec.mode is Mode.HTTP and spec.restart_policy is not RestartPolicy.ALWAYS:
+        raise SpecError("spec.restartPolicy", "must be Always when spec.mode is http")
+    if spec.mode is not Mode.HTTP and spec.http is not None:
+        raise SpecError("spec.http", "only valid when spec.mode is http")
+    for i, env in enumerate(spec.env):
+        if not env.name or "=" in env.name:
+            raise SpecError(f"spec.env[{i}].name", "must be non-empty and must not contain '='")

@@ -416,6 +416,12 @@ def _configure_network(wasi: wasmtime.WasiConfig, enabled: bool) -> None:
             allow(ptr, enabled)
 
 
+# Per-instance caps beside linear memory, so a module cannot declare its way around
+# limits.memory with many memories or huge tables. Components hold a few core instances,
+# memories and tables each (the preview1 adapter brings its own), hence not 1.
+STORE_LIMITS = {"instances": 64, "memories": 16, "tables": 64, "table_elements": 100_000}
+
+
 def run_instance(
     module: LoadedModule, spec: InstanceSpec, cancel: Cancel | None = None
 ) -> InstanceResult:
@@ -454,8 +460,7 @@ def run_instance(
             return InstanceResult(Outcome.FAILED_TO_START, message=str(err))
         if engine.config.consume_fuel:
             store.set_fuel(spec.fuel if spec.fuel is not None else _NO_FUEL_LIMIT)
-        if limit is not None:
-            store.set_limits(memory_size=limit)
+        store.set_limits(memory_size=-1 if limit is None else limit, **STORE_LIMITS)
         watch: _Watch | None = None
         if spec.timeout_seconds is not None or cancel is not None:
             deadline = None

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import wasmtime
 
 from wasmlet_agent.runtime import (
     Cancel,
@@ -22,6 +23,7 @@ from wasmlet_agent.runtime import (
     WasmEngine,
     run_instance,
 )
+from wasmlet_agent.runtime.instances import STORE_LIMITS
 from wasmlet_agent.runtime.logs import LogBuffer
 
 Load = Callable[[str], LoadedModule]
@@ -418,3 +420,16 @@ def test_strings_that_c_cannot_carry_fail_to_start(
     result, out, _ = run(load("hello"), **fields)
     assert result.outcome is Outcome.FAILED_TO_START
     assert reason in result.message and out == ""
+
+
+def test_a_huge_table_is_refused_whatever_the_memory_limit(engine: WasmEngine) -> None:
+    """limits.memory caps linear memory; tables are capped too (STORE_LIMITS)."""
+    big = STORE_LIMITS["table_elements"] + 1
+    wat = f'(module (table {big} funcref) (memory 1) (func (export "_start")))'
+    module = LoadedModule.from_bytes(engine, wasmtime.wat2wasm(wat), name="bigtable")
+    result, _, _ = run(module, memory_limit_bytes=64 * 1024)
+    assert result.outcome is Outcome.FAILED_TO_START, result
+    assert "exceeds table limits" in result.message
+    small = f'(module (table {big - 1} funcref) (memory 1) (func (export "_start")))'
+    ok = LoadedModule.from_bytes(engine, wasmtime.wat2wasm(small), name="table")
+    assert run(ok, memory_limit_bytes=64 * 1024)[0].succeeded
