@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.registry",
     "tests.fixtures.stack",
     "tests.fixtures.prometheus",
+    "tests.fixtures.tenants",
 ]
