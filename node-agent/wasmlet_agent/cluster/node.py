@@ -21,6 +21,7 @@ from wasmlet_agent.cluster.events import EventRecorder
 from wasmlet_agent.cluster.heartbeat import Heartbeat
 from wasmlet_agent.cluster.lookup import ApiLookup
 from wasmlet_agent.cluster.placement_watch import Placements, PlacementWatch, desired_apps
+from wasmlet_agent.cluster.reader import reader_client
 from wasmlet_agent.cluster.status_writer import StatusWriter
 from wasmlet_agent.config import AgentConfig
 
@@ -32,7 +33,9 @@ async def run_node(config: AgentConfig) -> int:
     api = api_client(config.cluster.kubeconfig)
     store = Placements()
     events = EventRecorder(config.node, api, store)
-    agent = Agent(config, ApiLookup(client.CoreV1Api(api)), event=events)
+    # Secrets and ConfigMaps are read as this node's reader: only what its placements name.
+    reader = reader_client(api, config.node)
+    agent = Agent(config, ApiLookup(client.CoreV1Api(reader)), event=events)
     await agent.start()
 
     def mark_ready() -> None:
@@ -89,4 +92,5 @@ async def run_node(config: AgentConfig) -> int:
     await agent.shutdown()
     writer.close()
     events.close()
+    reader.close()  # type: ignore[no-untyped-call]
     return 0
