@@ -151,13 +151,16 @@ class Grants:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=1.0)
             self._wake.clear()
-            await self._ensure_accounts()
-            pairs, self._dirty = self._dirty, set()
-            if time.monotonic() - last_sweep >= resync_seconds:
-                pairs |= await self._all_pairs()
-                last_sweep = time.monotonic()
-            if pairs:
-                await self.sync(pairs)
+            try:
+                await self._ensure_accounts()
+                pairs, self._dirty = self._dirty, set()
+                if time.monotonic() - last_sweep >= resync_seconds:
+                    pairs |= await self._all_pairs()
+                    last_sweep = time.monotonic()
+                if pairs:
+                    await self.sync(pairs)
+            except Exception:  # never end the operator over a grant: the next pass retries
+                log.exception("grant pass failed")
             await asyncio.sleep(0.05)  # a burst of placement events costs one pass
 
     async def _sweep_later(self, delay: float) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,10 @@ def test_another_namespace_cannot_run_a_private_module_by_digest(
     guests: dict[str, Path],
     tenants: Callable[[str], Tenant],
 ) -> None:
-    wasm = guests["long"].read_bytes()
+    # Bytes of its own (a custom section): the plain guest is public elsewhere in the suite,
+    # and a module anyone fetched anonymously is rightly shared.
+    name = f"private-{secrets.token_hex(4)}".encode()
+    wasm = guests["long"].read_bytes() + bytes([0, 1 + len(name), len(name)]) + name
     digest = "sha256:" + hashlib.sha256(wasm).hexdigest()
     pushed = push_wasm_artifact(registry_auth, "team-a/private", "v1", wasm)
     owner, attacker = tenants("a"), tenants("b")
