@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.registry",
     "tests.fixtures.stack",
     "tests.fixtures.prometheus",
+    "tests.fixtures.tenants",
 ]

@@ -2,7 +2,9 @@
 
 Modules are kept in memory by digest, so every instance of every app that runs the same
 module shares one compiled copy; on disk the cache keeps the bytes and the precompiled
-artifact, so a restarted agent loads instead of compiling.
+artifact, so a restarted agent loads instead of compiling. A module fetched with a
+namespace's own credentials is served from the cache only to namespaces that fetched it
+themselves (`module_scopes.py`).
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from wasmlet.api.spec import ModuleSpec
-from wasmlet_agent.cache import Cache
+from wasmlet_agent.cache import Cache, CachedModule
 from wasmlet_agent.metrics import AgentMetrics
+from wasmlet_agent.module_scopes import ScopeIndex, credentialed
 from wasmlet_agent.objects import ObjectLookup
 from wasmlet_agent.runtime.engine import WasmEngine
 from wasmlet_agent.runtime.modules import LoadedModule, compile_artifact
@@ -30,6 +33,7 @@ from wasmlet_agent.sources import (
     parse_reference,
 )
 from wasmlet_agent.sources.base import InvalidSource
+from wasmlet_agent.sources.digests import verify_digest
 
 Phase = Callable[[str], None]  # told "pull", "compile" or "load" as a load moves on
 
@@ -57,6 +61,7 @@ class ModuleStore:
         self.lookup = lookup
         self.metrics = metrics
         self.fingerprint = engine.fingerprint
+        self.scopes = ScopeIndex(cache.root / "scopes")
         self._loaded: dict[str, LoadedModule] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
@@ -143,6 +148,34 @@ class ModuleStore:
             )
         return DockerConfig.parse(json.loads(plain) if isinstance(plain, str) else plain)
 
+    def _get_scoped(
+        self,
+        namespace: str,
+        spec: ModuleSpec,
+        known: str | None,
+        fetch: Callable[[], ModuleBytes],
+    ) -> CachedModule:
+        """The cached module if `namespace` may use it; otherwise fetched once through the
+        namespace's own source and credentials, which must give the very same bytes."""
+        with_credentials = credentialed(spec)
+        if known is not None and not self.scopes.allows(known, namespace):
+            module = fetch()  # an Unauthorized or Unreachable source refuses here
+            verify_digest(module.data, known, f"module {spec.describe()}")
+            cached = self.cache.get_or_fetch(known, lambda: module)
+            self.scopes.record(cached.digest, namespace, with_credentials)
+            return replace(cached, fetched=True)
+        ran = False
+
+        def fetch_and_note() -> ModuleBytes:
+            nonlocal ran
+            ran = True
+            return fetch()
+
+        cached = self.cache.get_or_fetch(known, fetch_and_note)
+        if ran:
+            self.scopes.record(cached.digest, namespace, with_credentials)
+        return cached
+
     def load(self, namespace: str, app: str, spec: ModuleSpec, phase: Phase) -> Ready:
         """Blocking; raises SourceError (pull, verify) or ModuleError (compile, link)."""
         known = spec.digest
@@ -150,12 +183,12 @@ class ModuleStore:
             ref = parse_reference(spec.oci.reference)
             if ref.digest is not None:
                 known = self.cache.lookup_alias(ref.digest)
-        if known is not None and known in self._loaded:
+        if known is not None and known in self._loaded and self.scopes.allows(known, namespace):
             return Ready(known, self._loaded[known], pulled=False, compiled=False)
         phase("pull")
         t0 = time.perf_counter()
         known, fetch = self._source(namespace, spec)
-        cached = self.cache.get_or_fetch(known, fetch)
+        cached = self._get_scoped(namespace, spec, known, fetch)
         digest = cached.digest
         if cached.fetched:
             self._observe(app, "pull", time.perf_counter() - t0)

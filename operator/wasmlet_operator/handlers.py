@@ -25,6 +25,7 @@ from wasmlet.api.constants import (
     WASMNODES,
     WASMPLACEMENTS,
 )
+from wasmlet_operator.grant_writer import Grants
 from wasmlet_operator.kube import Kube
 from wasmlet_operator.metrics import OperatorMetrics
 from wasmlet_operator.reconcile import Reconciler
@@ -44,10 +45,10 @@ def _post_event(body: Mapping[str, Any], type_: str, reason: str, message: str) 
 
 
 def build_registry(
-    kube: Kube, state: ClusterState, resync_seconds: float = 30.0
+    kube: Kube, state: ClusterState, resync_seconds: float = 30.0, grants: Grants | None = None
 ) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
-    reconciler = Reconciler(kube, state, _post_event)
+    reconciler = Reconciler(kube, state, _post_event, grants=grants)
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -68,6 +69,8 @@ def build_registry(
     def on_placement(type: str | None, body: kopf.Body, **_: Any) -> None:
         key = state.set_placement(body, deleted=type == "DELETED")
         state.wake(key)
+        if grants is not None:  # what its node's agent may read follows the placement
+            grants.mark(key[0], str((body.get("spec") or {}).get("node") or ""), key[1])
 
     @kopf.on.event(GROUP, VERSION, WASMNODES, registry=registry)
     def on_node(type: str | None, body: kopf.Body, **_: Any) -> None:
@@ -75,6 +78,8 @@ def build_registry(
         # wakes every app.
         if state.set_node(body, deleted=type == "DELETED"):
             state.wake_all()
+        if grants is not None and type != "DELETED":
+            grants.node_seen(body["metadata"]["name"])
 
     @kopf.on.event(
         "coordination.k8s.io",

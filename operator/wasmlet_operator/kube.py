@@ -20,6 +20,7 @@ class Kube:
         self.custom = client.CustomObjectsApi(api_client)
         self.core = client.CoreV1Api(api_client)
         self.discovery = client.DiscoveryV1Api(api_client)
+        self.rbac = client.RbacAuthorizationV1Api(api_client)
 
     async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if self.metrics is not None:
@@ -172,3 +173,48 @@ class Kube:
         """The app's Service and EndpointSlice, if they are this app's (never someone else's)."""
         await self.delete_owned("EndpointSlice", namespace, f"{name}-wasmlet", app_uid)
         await self.delete_owned("Service", namespace, name, app_uid)
+
+    # --- what each node's agent may read (grants.py builds the bodies) -------------------
+
+    async def ensure_service_account(self, body: Mapping[str, Any]) -> None:
+        try:
+            await self._call(
+                self.core.create_namespaced_service_account, body["metadata"]["namespace"], body
+            )
+        except ApiException as e:
+            if e.status != 409:
+                raise
+
+    async def apply_grant(self, role: Mapping[str, Any], binding: Mapping[str, Any]) -> None:
+        """The Role first, then its binding (a binding to a missing Role grants nothing)."""
+        for body, create, replace in (
+            (role, self.rbac.create_namespaced_role, self.rbac.replace_namespaced_role),
+            (
+                binding,
+                self.rbac.create_namespaced_role_binding,
+                self.rbac.replace_namespaced_role_binding,
+            ),
+        ):
+            meta = body["metadata"]
+            try:
+                await self._call(create, meta["namespace"], body)
+            except ApiException as e:
+                if e.status != 409:
+                    raise
+                await self._call(replace, meta["name"], meta["namespace"], body)
+
+    async def delete_grant(self, namespace: str, name: str) -> None:
+        for fn in (
+            self.rbac.delete_namespaced_role_binding,
+            self.rbac.delete_namespaced_role,
+        ):
+            try:
+                await self._call(fn, name, namespace)
+            except ApiException as e:
+                if e.status != 404:
+                    raise
+
+    async def list_grant_roles(self, label: str) -> list[Mapping[str, Any]]:
+        roles: Any = await self._call(self.rbac.list_role_for_all_namespaces, label_selector=label)
+        api_client = self.rbac.api_client
+        return [api_client.sanitize_for_serialization(r) for r in roles.items]

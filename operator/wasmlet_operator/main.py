@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from wasmlet import logfmt
 from wasmlet.api.constants import SYSTEM_NAMESPACE
 from wasmlet.clients import api_client as make_api_client
+from wasmlet_operator.grant_writer import Grants
 from wasmlet_operator.handlers import build_registry, watch_heartbeats
 from wasmlet_operator.kube import Kube
 from wasmlet_operator.leader import LeaderElector
@@ -57,7 +58,9 @@ async def run(args: argparse.Namespace) -> int:
     metrics = OperatorMetrics(CollectorRegistry())
     if args.metrics_port:
         start_http_server(args.metrics_port, args.metrics_address, registry=metrics.registry)
-    registry = build_registry(Kube(api_client, metrics), state, args.resync_seconds)
+    kube = Kube(api_client, metrics)
+    grants = Grants(kube, state)
+    registry = build_registry(kube, state, args.resync_seconds, grants)
 
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig  # kopf's kubeconfig login reads it
@@ -81,6 +84,7 @@ async def run(args: argparse.Namespace) -> int:
         ),
         asyncio.create_task(watch_heartbeats(state, metrics=metrics)),
         asyncio.create_task(elector.hold()),
+        asyncio.create_task(grants.run()),
     ]
     done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     lost = tasks[2] in done

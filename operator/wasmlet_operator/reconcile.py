@@ -22,6 +22,7 @@ from wasmlet.api.revisions import revision_of, template_of
 from wasmlet.api.spec import SpecError, parse_spec
 from wasmlet_operator import builders
 from wasmlet_operator.conditions import Condition, merge_conditions
+from wasmlet_operator.grant_writer import Grants
 from wasmlet_operator.kube import Kube
 from wasmlet_operator.ownership import conflict_message, with_name_conflict
 from wasmlet_operator.placement import Placement, place
@@ -53,6 +54,7 @@ class Reconciler:
     kube: Kube
     state: ClusterState
     event: EventFn
+    grants: Grants | None = None  # None: agents' reads are not managed (unit tests)
     # Last Service/EndpointSlice written per app, so an unchanged one costs no request.
     _written: dict[tuple[AppKey, str], str] = field(default_factory=dict)
 
@@ -154,6 +156,11 @@ class Reconciler:
         changes = plan_placements(
             decision.counts, {n: p["spec"] for n, p in existing.items()}, revision, template, switch
         )
+        if self.grants is not None:  # the agent may read what a placement names first
+            for node in changes.create:
+                await self.grants.widen(ns, node, key[1], dict(template))
+            for node, wanted in changes.update.items():
+                await self.grants.widen(ns, node, key[1], dict(wanted["template"]))
         for node, count in changes.create.items():
             body = builders.build_placement(app, node, count, revision, template)
             created = await self.kube.create_placement(body)

@@ -27,6 +27,7 @@ from wasmlet_agent.cluster.journal import JournalError, JournalState, kept_place
 from wasmlet_agent.cluster.journal_store import JournalStore
 from wasmlet_agent.cluster.lookup import ApiLookup, JournalLookup
 from wasmlet_agent.cluster.placement_watch import Placements, PlacementWatch, desired_apps
+from wasmlet_agent.cluster.reader import reader_client
 from wasmlet_agent.cluster.status_writer import StatusWriter
 from wasmlet_agent.config import AgentConfig
 from wasmlet_agent.reporting import Reports
@@ -126,7 +127,9 @@ async def run_node(config: AgentConfig) -> int:
     autonomy = Autonomy(timeout=max(config.cluster.api_timeout_seconds,
                                     2 * config.cluster.heartbeat_seconds))  # fmt: skip
     events = EventRecorder(config.node, api, store)
-    lookup = JournalLookup(ApiLookup(client.CoreV1Api(api)), lambda: autonomy.from_journal)
+    # Secrets and ConfigMaps are read as this node's reader: only what its placements name.
+    reader = reader_client(api, config.node)
+    lookup = JournalLookup(ApiLookup(client.CoreV1Api(reader)), lambda: autonomy.from_journal)
     agent = Agent(config, lookup, event=events)
     agent.autonomous = autonomy.active
     await agent.start()
@@ -233,4 +236,5 @@ async def run_node(config: AgentConfig) -> int:
     await agent.shutdown()
     writer.close()
     events.close()
+    reader.close()  # type: ignore[no-untyped-call]
     return 0
