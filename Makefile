@@ -25,10 +25,12 @@ render: deps
 	bash hack/render-deploy.sh
 
 # The whole suite: fast unit tests of the pure core first, then the real control plane,
-# registry and Prometheus (started by the fixtures).
+# registry and Prometheus (started by the fixtures), then the real-node tier (tests/node:
+# the image built FROM a locally built base, with a Docker engine of its own).
 test: lint
 	$(PY) -m pytest -m "not e2e"
-	$(PY) -m pytest -m e2e
+	$(PY) -m pytest -m "e2e and not node"
+	$(PY) -m pytest -m node
 
 unit: deps
 	$(PY) -m pytest -m "not e2e" -q
