@@ -80,6 +80,7 @@ class DockerEngine:
         self.env = dict(os.environ)
         self.process: ManagedProcess | None = None
         self._run_dir = run_dir
+        self._made_run_dir: Path | None = None
         self._lock: IO[bytes] | None = None
 
     def __enter__(self) -> DockerEngine:
@@ -107,6 +108,7 @@ class DockerEngine:
         fcntl.flock(self._lock, fcntl.LOCK_EX)  # another run's dockerd: wait for it to stop
         # Short: containerd's socket lives under exec-root and unix paths are <= 108 bytes.
         run = self._run_dir or Path(tempfile.mkdtemp(prefix="wasmlet-dockerd-"))
+        self._made_run_dir = None if self._run_dir else run
         run.mkdir(parents=True, exist_ok=True)
         sock = run / "docker.sock"
         self.process = ManagedProcess.start(
@@ -133,6 +135,9 @@ class DockerEngine:
         if self.process is not None:
             self.process.stop(timeout=30)
             self.process = None
+        if self._made_run_dir is not None:
+            shutil.rmtree(self._made_run_dir, ignore_errors=True)
+            self._made_run_dir = None
         if self._lock is not None:
             self._lock.close()
             self._lock = None
