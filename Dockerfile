@@ -1,20 +1,37 @@
-# One image for the operator and the node agent (kind or any cluster):
-#   docker build -t wasmlet:dev . && kind load docker-image wasmlet:dev
-# The agent runs wasmtime in-process (the wasmtime wheel ships its native library).
-FROM python:3.11-slim AS build
+# One image for the operator and the node agent:
+#   docker build -t wasmlet:dev .                 # FROM the official python slim image
+#   wasmlet dev image                              # no registry: FROM a locally built base
+# BASE is any Debian-like image with python3 and its venv module (hack/build-base-image.sh
+# builds one with debootstrap). The agent runs wasmtime in-process (the wheel ships its
+# native library), so no stage needs a compiler.
+ARG BASE=python:3.11-slim-bookworm@sha256:2e32f7d302adc1c37428355c1e646897c0c53f4fd60b6a551245fb90ee129f91
+
+FROM ${BASE} AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+# pip trusts the system CA bundle (a locally built base carries the build machine's).
+ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python3 -m venv /opt/wasmlet
+# Dependencies first, from pyproject.toml alone: this layer is reused until they change.
+COPY pyproject.toml ./
+RUN python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
+    && /opt/wasmlet/bin/pip install --only-binary=:all: -r requirements.txt
 # The product only: dev/ (wasmlet_dev: local cluster, test guests, registry helpers) is not
-# copied, so the wheel holds wasmlet, wasmlet_operator and wasmlet_agent and no dev extra.
+# copied, so the venv holds wasmlet, wasmlet_operator and wasmlet_agent and no dev extra.
+COPY README.md ./
 COPY wasmlet ./wasmlet
 COPY operator ./operator
 COPY node-agent ./node-agent
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN /opt/wasmlet/bin/pip install --no-deps .
 
-FROM python:3.11-slim
-RUN useradd --system --uid 65532 --home-dir /var/lib/wasmlet wasmlet \
-    && mkdir -p /var/lib/wasmlet && chown wasmlet /var/lib/wasmlet
-COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
-USER 65532
+FROM ${BASE}
+ARG VERSION=0.1.0
+LABEL org.opencontainers.image.title="wasmlet" \
+      org.opencontainers.image.description="Kubernetes-native orchestrator for WebAssembly workloads: operator and node agent" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.licenses="Apache-2.0"
+COPY --from=build /opt/wasmlet /opt/wasmlet
+ENV PATH=/opt/wasmlet/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+# A fixed non-root uid (no passwd entry needed); the agent's DaemonSet hands it the cache dir.
+USER 65532:65532
 ENTRYPOINT ["wasmlet-agent"]

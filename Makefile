@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: deps up test unit lint fmt bench clean
+.PHONY: deps up image render test unit lint fmt bench clean
 
 deps:
 	@bash hack/install-deps.sh
@@ -16,11 +16,21 @@ lint: deps
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
+# The wasmlet image FROM a locally built base (hack/build-base-image.sh); prints its tarball.
+image: deps
+	$(VENV)/bin/wasmlet dev image
+
+# deploy/wasmlet.yaml from deploy/kustomization.yaml (a unit test checks it is current).
+render: deps
+	bash hack/render-deploy.sh
+
 # The whole suite: fast unit tests of the pure core first, then the real control plane,
-# registry and Prometheus (started by the fixtures).
+# registry and Prometheus (started by the fixtures), then the real-node tier (tests/node:
+# the image built FROM a locally built base, with a Docker engine of its own).
 test: lint
 	$(PY) -m pytest -m "not e2e"
-	$(PY) -m pytest -m e2e
+	$(PY) -m pytest -m "e2e and not node"
+	$(PY) -m pytest -m node
 
 unit: deps
 	$(PY) -m pytest -m "not e2e" -q

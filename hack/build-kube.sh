@@ -2,6 +2,8 @@
 # Builds etcd, kube-apiserver, kube-controller-manager and kubectl from their Go modules
 # (versions pinned in hack/kube/go.mod and hack/etcd/go.mod) into a cache directory keyed by
 # those versions, so later runs reuse them. Prints the directory holding the binaries.
+# `build-kube.sh node` also builds what the real node needs (make up-node, tests/node):
+# kubelet and kube-scheduler from the same k8s.io/kubernetes module, and a static pause.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 command -v go >/dev/null || { echo "build-kube: Go is missing; install Go >= 1.26 (https://go.dev/doc/install) and retry" >&2; exit 1; }
@@ -28,4 +30,9 @@ build etcd go.etcd.io/etcd/server/v3 etcd "$etcd_stamp"
 build kube k8s.io/kubernetes/cmd/kube-apiserver kube-apiserver "$stamp"
 build kube k8s.io/kubernetes/cmd/kubectl kubectl "$stamp"
 build kube k8s.io/kubernetes/cmd/kube-controller-manager kube-controller-manager "$stamp"
+if [ "${1:-}" = node ]; then
+  build kube k8s.io/kubernetes/cmd/kube-scheduler kube-scheduler "$stamp"
+  build kube k8s.io/kubernetes/cmd/kubelet kubelet "$stamp"
+  build pause wasmlet.dev/hack/pause pause ""
+fi
 echo "$out"

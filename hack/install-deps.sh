@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs what wasmlet's development, tests and local cluster need, idempotently:
 # Debian packages (registry, Prometheus, the C-to-Wasm toolchain), a Python venv with the
-# project installed, and the control-plane binaries built from Go (cached by version).
+# project installed, and the control-plane and node binaries built from Go (cached by version).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
 
-debs=(docker-registry prometheus wasi-libc clang lld libclang-rt-14-dev-wasm32 wabt apache2-utils)
+debs=(docker-registry prometheus wasi-libc clang lld libclang-rt-14-dev-wasm32 wabt apache2-utils
+  # The real node (tests/node, make up-node, make image): an image builder, a CRI runtime,
+  # CNI plugins, the base image's bootstrapper and veth/netns tooling.
+  docker.io containerd runc containernetworking-plugins debootstrap iproute2 iptables)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -39,4 +42,4 @@ else
   echo "install-deps: cargo not found; component guests will not build (install Rust via rustup)" >&2
 fi
 
-"$here/build-kube.sh" >/dev/null
+"$here/build-kube.sh" node >/dev/null

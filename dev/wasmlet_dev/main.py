@@ -45,11 +45,21 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--registry-port", type=int, default=5000)
     up.add_argument("--no-examples", action="store_true", help="do not apply examples/")
     up.add_argument("--node-grace-seconds", type=float, default=20.0)
+    sub.add_parser(
+        "image",
+        help="build the wasmlet image FROM a locally built base (no registry) and print the "
+        "path of its docker-save tarball (cached)",
+    )
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "image":
+        from wasmlet_dev.images import image_tarball
+
+        print(image_tarball())
+        return 0
     workdir: Path = args.workdir or default_workdir()
     root = repo_root()
 

@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import secrets
+import stat
 import threading
 import time
 import uuid
@@ -43,6 +44,39 @@ log = logging.getLogger("wasmlet.agent")
 
 class CacheError(Exception):
     """The cache cannot serve a request (not a source failure)."""
+
+
+def unwritable_reason(directory: Path) -> str | None:
+    """Why this process cannot keep its cache in `directory` (None: it can), in words that
+    name the directory, its owner and mode, our uid, and the fix. Checked at start, so a
+    root-owned hostPath fails with this instead of a PermissionError traceback later."""
+    existing = directory
+    found = ""
+    while True:  # it will be created under the nearest existing parent
+        try:
+            st = existing.stat()
+        except FileNotFoundError:
+            if existing == existing.parent:
+                return None
+            existing = existing.parent
+            continue
+        except OSError as e:
+            found = f"{existing} cannot be reached: {e.strerror}"
+        break
+    if not found:
+        if not stat.S_ISDIR(st.st_mode):
+            found = f"{existing} is not a directory"
+        elif os.access(existing, os.W_OK | os.X_OK):
+            return None
+        else:
+            found = f"{existing} is owned by uid {st.st_uid} with mode {st.st_mode & 0o7777:04o}"
+    uid = os.geteuid()
+    return (
+        f"cache directory {directory} is not writable by this agent (uid {uid}): {found}. "
+        f"Fix: make it writable by uid {uid} (`chown -R {uid} {existing}`; in a cluster the "
+        f"wasmlet-agent DaemonSet's init container does this for its hostPath), or pass "
+        f"--cache-dir with a writable directory"
+    )
 
 
 @dataclass(frozen=True)

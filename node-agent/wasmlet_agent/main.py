@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from wasmlet import logfmt
+from wasmlet_agent.cache import unwritable_reason
 from wasmlet_agent.config import AgentConfig, ClusterConfig, parse_labels
 
 
@@ -108,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logfmt.setup(args.log_format, args.verbose)
     config = config_from(args)
+    reason = unwritable_reason(config.cache_dir)
+    if reason is not None:
+        print(f"wasmlet-agent: cannot start: {reason}", file=sys.stderr)
+        return 2
     try:
         if args.command == "run":
             from wasmlet_agent.standalone import run

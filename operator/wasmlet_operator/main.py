@@ -11,6 +11,8 @@ import sys
 import uuid
 
 import kopf
+from aiohttp import web
+from kubernetes import client
 from prometheus_client import CollectorRegistry, start_http_server
 
 from wasmlet import logfmt
@@ -39,25 +41,76 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--leader-election-namespace", default=SYSTEM_NAMESPACE)
     p.add_argument("--lease-seconds", type=int, default=15)
     p.add_argument("--identity", default=f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}")
-    p.add_argument("--liveness", default=None, help="e.g. http://127.0.0.1:8081/healthz")
-    p.add_argument("--metrics-address", default="127.0.0.1")
-    p.add_argument("--metrics-port", type=int, default=0, help="Prometheus /metrics; 0: off")
+    p.add_argument(
+        "--liveness",
+        default=None,
+        help="kopf's own liveness endpoint, leader only, e.g. http://127.0.0.1:8081/healthz",
+    )
+    p.add_argument("--metrics-address", default="127.0.0.1", help="address of /metrics, /healthz")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=0,
+        help="Prometheus /metrics; 0: off. Served by every replica from the start, leader or not",
+    )
+    p.add_argument(
+        "--health-port",
+        type=int,
+        default=0,
+        help="/healthz and /readyz on --metrics-address, every replica from the start; 0: off",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     p.add_argument("--log-format", choices=("text", "json"), default="text")
     return p.parse_args(argv)
 
 
+async def serve_health(address: str, port: int) -> web.AppRunner:
+    """/healthz and /readyz answered by the event loop itself, so a wedged loop fails the
+    liveness probe. A standby replica is healthy and ready: it is doing its job (waiting)."""
+
+    async def ok(request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    app = web.Application()
+    app.router.add_get("/healthz", ok)
+    app.router.add_get("/readyz", ok)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, address, port).start()
+    return runner
+
+
 async def run(args: argparse.Namespace) -> int:
     api_client = make_api_client(args.kubeconfig)
+    metrics = OperatorMetrics(CollectorRegistry())
+    # Before the Lease: both replicas are scrape targets and pass their probes while one waits.
+    if args.metrics_port:
+        start_http_server(args.metrics_port, args.metrics_address, registry=metrics.registry)
+    health = (
+        await serve_health(args.metrics_address, args.health_port) if args.health_port else None
+    )
     elector = LeaderElector(
         api_client, args.leader_election_namespace, "wasmlet-operator", args.identity,
         args.lease_seconds,
     )  # fmt: skip
-    await elector.acquire()
+    try:
+        await elector.acquire()
+        metrics.leader.set(1)
+        return await act(args, api_client, metrics, elector)
+    finally:
+        metrics.leader.set(0)
+        if health is not None:
+            await health.cleanup()
+
+
+async def act(
+    args: argparse.Namespace,
+    api_client: client.ApiClient,
+    metrics: OperatorMetrics,
+    elector: LeaderElector,
+) -> int:
+    """The leader's work: kopf's handlers, the heartbeat watch and holding the Lease."""
     state = ClusterState(node_grace_seconds=args.node_grace_seconds)
-    metrics = OperatorMetrics(CollectorRegistry())
-    if args.metrics_port:
-        start_http_server(args.metrics_port, args.metrics_address, registry=metrics.registry)
     kube = Kube(api_client, metrics)
     grants = Grants(kube, state)
     registry = build_registry(kube, state, args.resync_seconds, grants)

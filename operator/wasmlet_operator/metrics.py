@@ -30,3 +30,8 @@ class OperatorMetrics:
             registry=registry,
         )  # fmt: skip
         self.apps = Gauge("wasmlet_operator_apps", "WasmApps being reconciled.", registry=registry)
+        self.leader = Gauge(
+            "wasmlet_operator_leader",
+            "1 while this replica holds the leader Lease and acts; 0 while it stands by.",
+            registry=registry,
+        )

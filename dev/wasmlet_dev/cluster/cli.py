@@ -16,7 +16,7 @@ from typing import TextIO
 
 from wasmlet_dev.cluster.binaries import BinariesError, repo_root
 from wasmlet_dev.cluster.cluster import ClusterStartError, LocalCluster
-from wasmlet_dev.cluster.kubectl import KubectlError, apply_files, manifest_files
+from wasmlet_dev.cluster.kubectl import KubectlError, apply_files, deploy_files
 
 # Called once the cluster is up with CRDs and RBAC applied; it may start more processes
 # (operator, node agents) and registers their cleanup on the ExitStack, which is unwound
@@ -89,7 +89,7 @@ def run_up(
         with _signals_interrupt():
             print(f"wasmlet dev: starting a local control plane in {cluster.workdir}", file=out)
             with cluster, contextlib.ExitStack() as stack:
-                apply_files(cluster.kubectl(), manifest_files(deploy))
+                apply_files(cluster.kubectl(), deploy_files(deploy))
                 if on_ready is not None:
                     on_ready(cluster, stack)
                 _print_ready(cluster, out)

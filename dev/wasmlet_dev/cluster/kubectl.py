@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -48,11 +49,27 @@ class Kubectl:
         return result
 
 
+KUSTOMIZATIONS = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+
+
 def manifest_files(directory: Path) -> list[Path]:
-    """The YAML files of a directory in name order ([] if it is missing)."""
+    """The YAML files of a directory in name order ([] if it is missing), without its
+    kustomization (a build file for `kubectl apply -k`, not an object)."""
     if not directory.is_dir():
         return []
-    return sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+    return sorted(
+        p
+        for p in directory.iterdir()
+        if p.suffix in (".yaml", ".yml") and p.is_file() and p.name not in KUSTOMIZATIONS
+    )
+
+
+def deploy_files(deploy_dir: Path) -> list[Path]:
+    """deploy/'s numbered files (`NN-*.yaml`): namespace, identities, RBAC and admission
+    policies, which is what the process-mode cluster installs. Not the workloads in
+    deploy/cluster/ nor the rendered deploy/wasmlet.yaml (pods need a real node:
+    `kubectl apply -k deploy/`, tests/node)."""
+    return [p for p in manifest_files(deploy_dir) if re.match(r"^\d\d-", p.name)]
 
 
 def apply_files(kubectl: Kubectl, files: Sequence[Path]) -> list[str]:
@@ -80,10 +97,11 @@ def wait_established(kubectl: Kubectl, crd_names: Sequence[str], timeout: float 
 
 
 def install(kubectl: Kubectl, crds_dir: Path | None, deploy_dir: Path | None) -> list[str]:
-    """Applies every YAML in `crds_dir`, waits until they are Established, then `deploy_dir`.
+    """Applies every YAML in `crds_dir`, waits until they are Established, then the numbered
+    files of `deploy_dir` (deploy_files).
     Returns what was applied."""
     applied = apply_files(kubectl, manifest_files(crds_dir)) if crds_dir else []
     wait_established(kubectl, applied)
     if deploy_dir:
-        applied += apply_files(kubectl, manifest_files(deploy_dir))
+        applied += apply_files(kubectl, deploy_files(deploy_dir))
     return applied
