@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import urllib.request
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from kubernetes import client
 
 from tests.fixtures.stack import NODE_GRACE_SECONDS, Stack, wasmapp
 from wasmlet_dev.cluster.stack import start_operator
+from wasmlet_dev.ports import free_port
 from wasmlet_dev.waits import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -31,14 +33,20 @@ def ready(stack: Stack, ns: str, name: str) -> bool:
 
 def test_standby_operator_waits_then_takes_over(stack: Stack, namespace: str) -> None:
     first = holder(stack)
+    # Every replica serves /metrics from the start, so the standby needs a port of its own.
+    standby_metrics = free_port()
     standby = start_operator(
         stack.workdir,
         stack.operator_kubeconfig,
         node_grace_seconds=NODE_GRACE_SECONDS,
-        extra=("--identity", "standby", "--metrics-port", str(stack.operator_metrics_port)),
+        extra=("--identity", "standby", "--metrics-port", str(standby_metrics)),
         log_name="operator-standby",
     )
     try:
+        # The standby serves its metrics while it waits (not the leader yet).
+        wait_until(lambda: b"wasmlet_operator_leader 0.0" in urllib.request.urlopen(
+            f"http://127.0.0.1:{standby_metrics}/metrics", timeout=5).read(),
+            "the standby's /metrics, leader 0", watch=[standby])  # fmt: skip
         stack.apply(namespace, wasmapp("led", stack.modules["long"], replicas=1))
         wait_until(lambda: ready(stack, namespace, "led"), "reconciled by the leader")
         assert holder(stack) == first
@@ -51,3 +59,4 @@ def test_standby_operator_waits_then_takes_over(stack: Stack, namespace: str) ->
     finally:
         stack.operator.stop()
         stack.operator = standby  # the fixture stops it; later tests use it
+        stack.operator_metrics_port = standby_metrics
