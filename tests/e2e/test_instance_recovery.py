@@ -65,3 +65,4 @@ def test_api_server_restart_while_instances_restart_loses_none(
 
     wait_until(all_back_and_restarting, f"{REPLICAS} instances supervised after the restart",
                timeout=90)  # fmt: skip
+    stack.ensure_operator()  # what the agents did is checked; later tests need an operator

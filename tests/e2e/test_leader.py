@@ -32,6 +32,7 @@ def ready(stack: Stack, ns: str, name: str) -> bool:
 
 
 def test_standby_operator_waits_then_takes_over(stack: Stack, namespace: str) -> None:
+    stack.ensure_operator()
     first = holder(stack)
     # Every replica serves /metrics from the start, so the standby needs a port of its own.
     standby_metrics = free_port()
