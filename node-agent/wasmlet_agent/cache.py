@@ -1,7 +1,8 @@
 """Content-addressed module cache on disk: each module is pulled, verified and compiled once.
 
-Long (~500 lines) on purpose: the on-disk layout, the cross-process locking and the LRU
-bound are one invariant and are read together; split, each part would need the others.
+Long (~600 lines) on purpose: the on-disk layout, the cross-process locking, the LRU
+bound and the artifacts' MACs are one invariant, read together; split, each part would need
+the others.
 """
 
 from __future__ import annotations
