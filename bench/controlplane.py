@@ -35,8 +35,9 @@ from wasmlet_dev.cluster.binaries import repo_root
 from wasmlet_dev.cluster.cluster import LocalCluster
 from wasmlet_dev.cluster.identities import admin_client
 from wasmlet_dev.cluster.stack import (
-    agent_api,
+    agent_get,
     kubeconfig_with,
+    observer_token,
     operator_token,
     start_agent,
     start_operator,
@@ -73,7 +74,8 @@ class Bench:
         self.cluster, self.api, self.registry = cluster, api, registry
         self.custom = client.CustomObjectsApi(api)
         self.kubectl = cluster.kubectl()
-        self.agent_urls: list[str] = []
+        self.nodes: list[str] = []
+        self.observer = ""  # a token allowed to read the agents' /apps
         self.operator_metrics = ""
         self.operator_pid = 0
 
@@ -100,11 +102,12 @@ class Bench:
 
     def running(self, ns: str, name: str) -> int:
         total = 0
-        for url in self.agent_urls:
-            with urllib.request.urlopen(f"{url}/apps", timeout=5) as resp:
-                for a in json.load(resp):
-                    if (a["namespace"], a["name"]) == (ns, name):
-                        total += sum(1 for i in a["instances"] if i["state"] == "Running")
+        for node in self.nodes:
+            code, body = agent_get(self.api, node, "/apps", self.observer)
+            assert code == 200, body
+            for a in json.loads(body):
+                if (a["namespace"], a["name"]) == (ns, name):
+                    total += sum(1 for i in a["instances"] if i["state"] == "Running")
         return total
 
     def namespace(self, name: str) -> str:
@@ -251,7 +254,7 @@ def run(quick: bool) -> dict[str, Any]:
         try:
             wait_for_nodes(b_api, nodes)
             b = Bench(cluster, b_api, f"127.0.0.1:{port}")
-            b.agent_urls = [agent_api(b_api, n) for n in nodes]
+            b.nodes, b.observer = list(nodes), observer_token(b_api)
             b.operator_metrics = f"http://127.0.0.1:{metrics_port}/metrics"
             b.operator_pid = operator.pid
             wait(lambda: _reachable(b.operator_metrics), 60, 0.2)

@@ -1,7 +1,9 @@
 """`wasmlet status` and `wasmlet logs`: what runs where, and what instances print.
 
 Both read the cluster in KUBECONFIG as the user: apps and placements from the API server,
-logs from the agents' APIs (found through their WasmNode status).
+logs from the agents' APIs (found through their WasmNode status), directly over TLS pinned to
+the certificate each node publishes, with the user's own bearer token: the agent asks the API
+server whether this user may `get wasmapps/log` in the namespace.
 """
 
 from __future__ import annotations
@@ -9,12 +11,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import urllib.error
-import urllib.request
 from typing import Any, TextIO
 
 from kubernetes import client, config
 
+from wasmlet import agent_client
 from wasmlet.api.constants import APP_LABEL, GROUP, VERSION, WASMAPPS, WASMNODES, WASMPLACEMENTS
 
 
@@ -77,7 +78,7 @@ def status(custom: Any, namespace: str | None, out: TextIO) -> int:
     return 0
 
 
-def logs(custom: Any, namespace: str, app: str, tail: int, out: TextIO) -> int:
+def logs(custom: Any, namespace: str, app: str, tail: int, out: TextIO, token: str | None) -> int:
     placements = custom.list_namespaced_custom_object(
         GROUP, VERSION, namespace, WASMPLACEMENTS, label_selector=f"{APP_LABEL}={app}"
     )
@@ -88,12 +89,26 @@ def logs(custom: Any, namespace: str, app: str, tail: int, out: TextIO) -> int:
     failed = 0
     for node in nodes:
         st = custom.get_cluster_custom_object(GROUP, VERSION, WASMNODES, node).get("status") or {}
-        url = f"http://{st.get('address')}:{st.get('agentPort')}/logs/{namespace}/{app}?tail={tail}"
+        pem = st.get("servingCertificate")
+        if not pem or not st.get("address"):
+            print(f"wasmlet: node {node} has published no agent address or certificate yet "
+                  "(status.servingCertificate)", file=sys.stderr)  # fmt: skip
+            failed += 1
+            continue
+        url = f"{agent_client.agent_url(st)}/logs/{namespace}/{app}?tail={tail}"
         try:
-            with urllib.request.urlopen(url, timeout=10) as resp:
-                text = resp.read().decode("utf-8", errors="replace")
-        except (urllib.error.URLError, OSError) as e:
+            code, body = agent_client.get(url, token=token, pem=pem)
+        except OSError as e:
             print(f"wasmlet: node {node}: cannot read logs from {url}: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        text = body.decode("utf-8", errors="replace")
+        if code != 200:
+            hint = ""
+            if code in (401, 403):
+                hint = (f" (needs a bearer token in your kubeconfig allowed `get wasmapps/log` "
+                        f"in {namespace}: bind ClusterRole wasmlet-log-reader)")  # fmt: skip
+            print(f"wasmlet: node {node}: {code} {text.strip()}{hint}", file=sys.stderr)
             failed += 1
             continue
         for line in text.splitlines():
@@ -115,4 +130,5 @@ def main(argv: list[str]) -> int:
         custom = client.CustomObjectsApi(api)
         if args.command == "status":
             return status(custom, args.namespace, sys.stdout)
-        return logs(custom, args.namespace, args.app, args.tail, sys.stdout)
+        token = agent_client.bearer_of(api)
+        return logs(custom, args.namespace, args.app, args.tail, sys.stdout, token)

@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry
 
 from wasmlet_agent.agent_api import api_app
@@ -78,19 +80,28 @@ class Agent:
     def on_reports(self, fn: OnReports) -> None:
         self.reporter.add_listener(fn)
 
-    async def start(self) -> None:
-        """Serve the agent API (raises OSError if its port is taken) and start reporting."""
+    async def start(
+        self, ssl_context: ssl.SSLContext | None = None, guard: Middleware | None = None
+    ) -> None:
+        """Serve the agent API (raises OSError if its port is taken) and start reporting.
+
+        Cluster mode passes TLS and a `guard` middleware (authorization); standalone neither."""
         app = api_app(self.apps, self.reports, self.metrics, lambda: self.ready)
+        if guard is not None:
+            app.middlewares.append(guard)
         app.middlewares.append(self._readiness_autonomous)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, self.config.api_address, self.config.api_port)
+        site = web.TCPSite(
+            runner, self.config.api_address, self.config.api_port, ssl_context=ssl_context
+        )
         await site.start()
         self._api = runner
         sockets = getattr(site._server, "sockets", None) or []
         self.api_port = sockets[0].getsockname()[1] if sockets else self.config.api_port
         self._task = asyncio.create_task(self.reporter.run())
-        log.info("agent %s API on http://%s:%d", self.config.node, self.config.api_address,
+        log.info("agent %s API on %s://%s:%d", self.config.node,
+                 "https" if ssl_context else "http", self.config.api_address,
                  self.api_port)  # fmt: skip
 
     @web.middleware

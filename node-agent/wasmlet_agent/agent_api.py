@@ -1,6 +1,8 @@
 """The agent's own API: health, readiness, metrics, the apps it runs, and their logs.
 
-It listens on its own port (not an app's); `wasmlet logs` and Prometheus read it.
+It listens on its own port (not an app's); `wasmlet logs` and Prometheus read it. Every
+response is bounded (see `api_auth`); in cluster mode it is served over TLS behind the
+`cluster.api_guard` middleware, standalone on localhost without either.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from wasmlet.api.placements import AppReport
+from wasmlet_agent.api_auth import MAX_APPS, cap_bytes, tail_lines
 from wasmlet_agent.apps import Apps
 from wasmlet_agent.metrics import AgentMetrics
 
@@ -57,13 +60,15 @@ def api_app(
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def apps_(_: web.Request) -> web.Response:
-        return web.json_response([report_json(r) for _, r in sorted(reports().items())])
+        items = sorted(reports().items())
+        headers = {"X-Wasmlet-Truncated": f"{len(items)}"} if len(items) > MAX_APPS else None
+        return web.json_response([report_json(r) for _, r in items[:MAX_APPS]], headers=headers)
 
     async def logs(request: web.Request) -> web.StreamResponse:
         key = (request.match_info["namespace"], request.match_info["app"])
         wanted = request.query.get("instance")
         try:
-            tail = int(request.query.get("tail", "100"))
+            tail = tail_lines(request.query.get("tail"))
         except ValueError:
             return web.Response(status=400, text="tail must be an integer\n")
         buffers = [
@@ -80,7 +85,8 @@ def api_app(
             for name, buf in buffers
             for line in buf.tail(tail)
         ]
-        return web.Response(text="".join(f"{x}\n" for x in lines))
+        lines = lines[len(lines) - tail :]  # the cap holds across instances too
+        return web.Response(text=cap_bytes("".join(f"{x}\n" for x in lines)))
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)

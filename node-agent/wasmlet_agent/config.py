@@ -18,6 +18,9 @@ class ClusterConfig:
     lease_seconds: int = 20
     # How long to wait for the API server at start before running from the journal.
     api_timeout_seconds: float = 5.0
+    # The agent API's TLS certificate; neither: a self-signed one under the cache dir.
+    tls_cert_file: Path | None = None
+    tls_private_key_file: Path | None = None
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                 help="seconds to wait for the API server at start before running from the "
                 "node's journal (edge autonomy)",
             )
+            s.add_argument(
+                "--tls-cert-file",
+                type=Path,
+                default=None,
+                help="the agent API's serving certificate (PEM); default: a self-signed one "
+                "under --cache-dir, published in the WasmNode's status.servingCertificate",
+            )
+            s.add_argument(
+                "--tls-private-key-file",
+                type=Path,
+                default=None,
+                help="the key of --tls-cert-file (PEM)",
+            )
     return p.parse_args(argv)
 
 
@@ -90,6 +103,8 @@ def config_from(args: argparse.Namespace) -> AgentConfig:
             heartbeat_seconds=args.heartbeat_seconds,
             lease_seconds=args.lease_seconds,
             api_timeout_seconds=args.api_timeout,
+            tls_cert_file=args.tls_cert_file,
+            tls_private_key_file=args.tls_private_key_file,
         )
     return AgentConfig(
         node=args.node_name,

@@ -23,7 +23,7 @@ from tests.e2e.test_resilience import converged, running_instances
 from tests.fixtures.partition import PartitionProxy
 from tests.fixtures.stack import NODE_GRACE_SECONDS, Stack, free_port, wasmapp
 from wasmlet.api.constants import AUTONOMOUS_LABEL
-from wasmlet_dev.cluster.stack import agent_argv, agent_token, http_get, kubeconfig_with
+from wasmlet_dev.cluster.stack import agent_argv, agent_get, agent_token, kubeconfig_with
 from wasmlet_dev.processes import ManagedProcess
 from wasmlet_dev.waits import observe_for, wait_until
 
@@ -42,10 +42,12 @@ class EdgeAgent:
     argv: list[str]
     log: Path
     process: ManagedProcess
+    stack: Stack
 
-    @property
-    def url(self) -> str:
-        return f"http://{self.address}:{self.api_port}"
+    def get(self, path: str) -> tuple[int, bytes]:
+        """The agent API as the stack's observer. While partitioned, the agent authorizes only
+        from decisions it made in the last 5 minutes (README: The node API)."""
+        return agent_get(self.stack.api, self.node, path, self.stack.observer, timeout=2)
 
     def restart(self) -> float:
         """Start it again; returns time.monotonic() just before the process started."""
@@ -58,7 +60,7 @@ class EdgeAgent:
         wait_until(lambda: not self.process.alive(), f"{self.node} gone")
 
     def apps(self) -> list[dict[str, Any]]:
-        status, body = http_get(f"{self.url}/apps", timeout=2)
+        status, body = self.get("/apps")
         assert status == 200, body
         apps: list[dict[str, Any]] = json.loads(body)
         return apps
@@ -74,7 +76,7 @@ class EdgeAgent:
         return +out
 
     def metric(self, name: str, **labels: str) -> float | None:
-        _, body = http_get(f"{self.url}/metrics", timeout=2)
+        _, body = self.get("/metrics")
         for family in text_string_to_metric_families(body.decode()):
             for s in family.samples:
                 if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
@@ -82,7 +84,7 @@ class EdgeAgent:
         return None
 
     def readyz(self) -> tuple[int, str]:
-        status, body = http_get(f"{self.url}/readyz", timeout=2)
+        status, body = self.get("/readyz")
         return status, body.decode().strip()
 
 
@@ -108,8 +110,8 @@ def edge(stack: Stack) -> Iterator[dict[str, EdgeAgent]]:
             argv = [*agent_argv(node, address, kubeconfig, cache, {"site": node}),
                     "--api-port", str(port), "--api-timeout", str(API_TIMEOUT)]  # fmt: skip
             log = stack.workdir / "logs" / f"{node}.log"
-            agents[node] = EdgeAgent(node, address, port, proxy, cache, argv, log,
-                                     ManagedProcess.start(f"agent {node}", argv, log))  # fmt: skip
+            proc = ManagedProcess.start(f"agent {node}", argv, log)
+            agents[node] = EdgeAgent(node, address, port, proxy, cache, argv, log, proc, stack)
         for node in agents:
             wait_until(lambda n=node: registered(stack, n), f"{node} registered")
         # The administrator (not the agent) marks the node autonomous.

@@ -14,7 +14,6 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fixtures.stack import Stack, wasmapp
-from wasmlet_dev.cluster.stack import agent_api, http_get
 from wasmlet_dev.ports import free_port
 from wasmlet_dev.waits import Observing, observe_for, wait_until
 
@@ -136,7 +135,7 @@ def test_lost_node_is_replaced_and_does_not_duplicate_on_return(
     assert "Rescheduled" in events
     # The node comes back: its placement is gone, so it must not start the old instances.
     agent.restart()
-    wait_until(lambda: http_get(f"{agent_api(stack.api, victim)}/healthz")[0] == 200, "agent back")
+    wait_until(lambda: stack.agent_get(victim, "/healthz")[0] == 200, "agent back")
     observe_for(
         RETURN_WINDOW,
         lambda: (
@@ -161,7 +160,7 @@ def test_killed_agent_restores_its_instances_from_cache(stack: Stack, namespace:
         "instance back on the node",
     )
     restored = time.monotonic() - t0
-    _, metrics = http_get(f"{agent_api(stack.api, node)}/metrics")
+    _, metrics = stack.agent_get(node, "/metrics")
     samples = {
         (s.name, s.labels.get("kind")): s.value
         for family in text_string_to_metric_families(metrics.decode())

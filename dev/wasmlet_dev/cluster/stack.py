@@ -8,8 +8,6 @@ token; each agent's token bound to its own Node object).
 from __future__ import annotations
 
 import sys
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from wasmlet import agent_client
 from wasmlet.api.constants import SYSTEM_NAMESPACE
 from wasmlet_dev.cluster.identities import ClusterEndpoint, write_kubeconfig
 from wasmlet_dev.processes import ManagedProcess
@@ -24,6 +23,9 @@ from wasmlet_dev.waits import wait_until
 
 OPERATOR_SA = "wasmlet-operator"
 AGENT_SA = "wasmlet-agent"
+OBSERVER_SA = "wasmlet-observer"
+# deploy/21-agent-api-readers.yaml: what an observer (tests, `wasmlet dev`, Prometheus) is bound to.
+READER_ROLES = ("wasmlet-log-reader", "wasmlet-metrics-reader", "wasmlet-node-reader")
 
 
 def ensure_node(api: client.ApiClient, node: str, labels: dict[str, str] | None = None) -> str:
@@ -171,18 +173,66 @@ def wait_for_nodes(api: client.ApiClient, nodes: list[str], timeout: float = 60)
     wait_until(registered, f"nodes {nodes} to register", timeout=timeout, interval=0.2)
 
 
-def agent_api(api: client.ApiClient, node: str) -> str:
-    """Base URL of a node agent's API (health, metrics, logs), from its WasmNode."""
+def node_status(api: client.ApiClient, node: str) -> dict[str, Any]:
     obj: Any = client.CustomObjectsApi(api).get_cluster_custom_object(
         "wasmlet.dev", "v1alpha1", "wasmnodes", node
     )
-    status = obj.get("status") or {}
-    return f"http://{status['address']}:{status['agentPort']}"
+    return dict(obj.get("status") or {})
 
 
-def http_get(url: str, timeout: float = 5) -> tuple[int, bytes]:
+def agent_api(api: client.ApiClient, node: str) -> str:
+    """Base URL of a node agent's API (health, metrics, logs; https), from its WasmNode."""
+    return agent_client.agent_url(node_status(api, node))
+
+
+def agent_pem(api: client.ApiClient, node: str) -> str:
+    """The certificate the node's agent API serves, as published in its WasmNode."""
+    return str(node_status(api, node)["servingCertificate"])
+
+
+def observer_token(api: client.ApiClient, seconds: int = 86400) -> str:
+    """A token of ServiceAccount wasmlet-system/wasmlet-observer, bound cluster-wide to the agent
+    API reader roles in deploy/ (logs, metrics, /apps): how tests and Prometheus read agents."""
+    core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
+        core.create_namespaced_service_account(
+            SYSTEM_NAMESPACE,
+            client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=OBSERVER_SA)),
+        )
+    except ApiException as e:
+        if e.status != 409:
+            raise
+    for role in READER_ROLES:
+        body = client.V1ClusterRoleBinding(
+            metadata=client.V1ObjectMeta(name=f"{OBSERVER_SA}-{role}"),
+            role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="ClusterRole",
+                                      name=role),
+            subjects=[client.RbacV1Subject(kind="ServiceAccount", name=OBSERVER_SA,
+                                           namespace=SYSTEM_NAMESPACE)],
+        )  # fmt: skip
+        try:
+            rbac.create_cluster_role_binding(body)
+        except ApiException as e:
+            if e.status != 409:
+                raise
+    req = client.AuthenticationV1TokenRequest(
+        spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=seconds)
+    )
+    resp: Any = core.create_namespaced_service_account_token(OBSERVER_SA, SYSTEM_NAMESPACE, req)
+    return str(resp.status.token)
+
+
+def http_get(
+    url: str, timeout: float = 5, *, token: str | None = None, pem: str | None = None
+) -> tuple[int, bytes]:
+    """GET `url`; for an agent API pass the caller's `token` and the node's `pem`."""
+    return agent_client.get(url, token=token, pem=pem, timeout=timeout)
+
+
+def agent_get(
+    api: client.ApiClient, node: str, path: str, token: str | None, timeout: float = 5
+) -> tuple[int, bytes]:
+    """GET `path` from a node agent's API as the holder of `token`, TLS pinned to the node."""
+    st = node_status(api, node)
+    return http_get(f"{agent_client.agent_url(st)}{path}", timeout, token=token,
+                    pem=st["servingCertificate"])  # fmt: skip

@@ -33,7 +33,9 @@ class Heartbeat:
         api_port: Callable[[], int],
         instances: Callable[[], int],
         on_beat: Callable[[], None] = lambda: None,
+        serving_certificate: str = "",
     ) -> None:
+        self.serving_certificate = serving_certificate
         self.config, self.node = config, config.node
         self.custom = client.CustomObjectsApi(api)
         self.coordination = client.CoordinationV1Api(api)
@@ -65,6 +67,7 @@ class Heartbeat:
         status: dict[str, Any] = {
             "address": self.config.address,
             "agentPort": self.api_port(),
+            "servingCertificate": self.serving_certificate,
             "capacity": {
                 "instances": cluster.capacity_instances,
                 "memory": cluster.capacity_memory,

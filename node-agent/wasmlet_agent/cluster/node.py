@@ -20,6 +20,7 @@ from kubernetes import client
 
 from wasmlet.clients import api_client
 from wasmlet_agent.agent import Agent
+from wasmlet_agent.cluster.api_guard import Guard, Reviewer
 from wasmlet_agent.cluster.autonomy import Autonomy, all_ready, process_age
 from wasmlet_agent.cluster.events import EventRecorder
 from wasmlet_agent.cluster.heartbeat import AGENT_VERSION, Heartbeat
@@ -31,6 +32,7 @@ from wasmlet_agent.cluster.reader import reader_client
 from wasmlet_agent.cluster.status_writer import StatusWriter
 from wasmlet_agent.config import AgentConfig
 from wasmlet_agent.reporting import Reports
+from wasmlet_agent.serving_cert import ServingCert, self_signed
 
 log = logging.getLogger("wasmlet.agent.node")
 
@@ -121,6 +123,15 @@ async def measure_restore(agent: Agent, apps: int, read_at: float) -> None:
              f"{age * 1000:.0f} ms" if age is not None else "unknown")  # fmt: skip
 
 
+def serving_cert(config: AgentConfig) -> ServingCert:
+    """--tls-cert-file/--tls-private-key-file, or this node's self-signed certificate."""
+    c = config.cluster
+    if c.tls_cert_file is not None and c.tls_private_key_file is not None:
+        return ServingCert(c.tls_cert_file, c.tls_private_key_file)
+    return self_signed(config.cache_dir / "tls", config.node,
+                       [config.address, config.api_address])  # fmt: skip
+
+
 async def run_node(config: AgentConfig) -> int:
     api = api_client(config.cluster.kubeconfig)
     store = Placements()
@@ -132,7 +143,10 @@ async def run_node(config: AgentConfig) -> int:
     lookup = JournalLookup(ApiLookup(client.CoreV1Api(reader)), lambda: autonomy.from_journal)
     agent = Agent(config, lookup, event=events)
     agent.autonomous = autonomy.active
-    await agent.start()
+    # The agent API answers only to whom the API server says may ask (the kubelet's model).
+    cert = serving_cert(config)
+    guard = Guard(config.node, Reviewer(api).review, offline=autonomy.active)
+    await agent.start(ssl_context=cert.context(), guard=guard.middleware)
     loop = asyncio.get_running_loop()
     journal = JournalStore(config.cache_dir / "journal", config.node)
     journaling = Journaling(journal, store, lookup, agent)
@@ -171,6 +185,7 @@ async def run_node(config: AgentConfig) -> int:
         api_port=lambda: agent.api_port,
         instances=lambda: sum(r.replicas for r in agent.reports().values()),
         on_beat=mark_ready,
+        serving_certificate=cert.pem(),
     )
     writer = StatusWriter(api, store)
     agent.on_reports(writer.write)
