@@ -15,7 +15,8 @@ from __future__ import annotations
 import enum
 import hashlib
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from wasmlet.api.constants import GROUP
 
@@ -124,11 +125,39 @@ class DecisionCache:
         return d if d is not None and now - d.at < self.offline_reuse else None
 
     def put(self, token: str, attrs: Attributes, decision: Decision) -> None:
-        key = (token_key(token), attrs)
+        self._put(token_key(token), attrs, decision)
+
+    def _put(self, key_digest: str, attrs: Attributes, decision: Decision) -> None:
+        key = (key_digest, attrs)
         self._items[key] = decision
         self._items.move_to_end(key)
         while len(self._items) > self.size:
             self._items.popitem(last=False)
+
+    def to_records(self, now: float, wall: float) -> list[dict[str, Any]]:
+        """Recent allows as plain records with wall-clock times, so an agent restarted while
+        cut off can still answer whom it answered just before (denies are not kept)."""
+        return [
+            {"token": key, "attrs": asdict(attrs), "user": d.user, "at": wall - (now - d.at)}
+            for (key, attrs), d in self._items.items()
+            if d.verdict is Verdict.ALLOW and now - d.at < self.offline_reuse
+        ]
+
+    def load_records(self, records: list[dict[str, Any]], now: float, wall: float) -> int:
+        """Take back `to_records` output; entries older than the offline window (or from the
+        future: a clock moved) are dropped. Returns how many were kept."""
+        kept = 0
+        for r in records:
+            try:
+                age = wall - float(r["at"])
+                attrs = Attributes(**{k: str(v) for k, v in dict(r["attrs"]).items()})
+                key, user = str(r["token"]), str(r["user"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            if 0 <= age < self.offline_reuse:
+                self._put(key, attrs, Decision(Verdict.ALLOW, user, now - age))
+                kept += 1
+        return kept
 
 
 def bearer_token(header: str | None) -> str | None:

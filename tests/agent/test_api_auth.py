@@ -147,3 +147,20 @@ def test_guard_caches_then_reuses_offline_then_refuses() -> None:
     clock.now += 100  # past the offline window: refused
     assert decide() is None
     assert asyncio.run(guard.decide("never-seen", LOG)) is None
+
+
+def test_recent_allows_survive_a_restart_within_the_offline_window() -> None:
+    attrs = Attributes(resource="wasmnodes", subresource="proxy", name="n1")
+    before = DecisionCache(offline_reuse=300)
+    before.put("tok", attrs, Decision(Verdict.ALLOW, "observer", at=1000.0))
+    before.put("bad", attrs, Decision(Verdict.DENY, "someone", at=1000.0))
+    before.put("old", attrs, Decision(Verdict.ALLOW, "observer", at=600.0))
+    records = before.to_records(now=1010.0, wall=50_010.0)
+    assert [r["user"] for r in records] == ["observer"]  # no denies, nothing too old
+    after = DecisionCache(offline_reuse=300)  # a new process: another monotonic clock
+    assert after.load_records(records, now=5.0, wall=50_020.0) == 1
+    kept = after.offline("tok", attrs, now=5.0)
+    assert kept is not None and kept.verdict is Verdict.ALLOW
+    assert after.offline("bad", attrs, now=5.0) is None
+    # Past the window the same records are worthless.
+    assert DecisionCache(offline_reuse=300).load_records(records, now=5.0, wall=50_400.0) == 0

@@ -177,6 +177,9 @@ def test_partitioned_agent_restarts_from_its_journal_and_the_api_wins_on_return(
     assert all(secret.encode() not in p.read_bytes() for p in jdir.rglob("*") if p.is_file())
     before = a.running(namespace)
     assert sum(before.values()) == 6
+    # The observer read /apps and /metrics just now: decisions the agent keeps across its
+    # restart and may reuse while cut off (README: The node API).
+    assert a.metric("wasmlet_agent_autonomous") == 0
 
     a.proxy.partition()
     a.kill()
@@ -245,6 +248,8 @@ def test_long_partition_moves_a_plain_nodes_apps_but_not_an_autonomous_nodes(
     wait_until(lambda: converged(stack, namespace, "spread", len(nodes)), "spread ready")
     assert set(placements_of(stack, namespace, "spread")) == set(nodes)
 
+    # The observer looks at the plain node now: a decision it may reuse while cut off.
+    assert sum(n for (app, _), n in plain.running(namespace).items() if app == "spread") == 1
     # A plain node cut off past the grace period: its instance moves.
     plain.proxy.partition()
     wait_until(
@@ -305,6 +310,7 @@ def test_damaged_journal_is_refused_and_the_api_used(
     stack.apply(namespace, wasmapp("solid", stack.modules["long"], **on(a.node, "solid", 2)))
     wait_until(lambda: converged(stack, namespace, "solid", 2), "solid ready")
     wait_until(lambda: journal_holds(a, namespace, "solid"), "journal written")
+    assert a.metric("wasmlet_agent_autonomous") == 0  # a recent /metrics decision to reuse
     a.kill()
     path = a.cache_dir / "journal" / "journal.json"
     data = path.read_bytes()

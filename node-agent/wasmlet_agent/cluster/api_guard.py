@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -89,9 +92,40 @@ class Guard:
         offline: Callable[[], bool] = lambda: False,
         cache: DecisionCache | None = None,
         clock: Callable[[], float] = time.monotonic,
+        state_file: Path | None = None,
     ) -> None:
         self.node, self.review, self.offline, self.clock = node, review, offline, clock
         self.cache = cache or DecisionCache()
+        # Recent allows survive a restart (the edge: an agent restarted while cut off).
+        self.state_file = state_file
+        if state_file is not None:
+            self._load()
+
+    def _load(self) -> None:
+        assert self.state_file is not None
+        try:
+            records = json.loads(self.state_file.read_text())
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as e:
+            log.warning("recent node API decisions %s unreadable, ignored: %s", self.state_file, e)
+            return
+        if isinstance(records, list):
+            kept = self.cache.load_records(records, self.clock(), time.time())
+            log.info("node API: %d recent decision(s) kept from before the restart", kept)
+
+    def _save(self) -> None:
+        if self.state_file is None:
+            return
+        records = self.cache.to_records(self.clock(), time.time())
+        tmp = self.state_file.with_suffix(".tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump(records, f)
+            os.replace(tmp, self.state_file)
+        except OSError as e:
+            log.warning("saving recent node API decisions to %s: %s", self.state_file, e)
 
     async def decide(self, token: str, attrs: Attributes) -> Decision | None:
         """The decision for this token and attributes; None if nobody can answer."""
@@ -107,6 +141,8 @@ class Guard:
             else:
                 decision = Decision(verdict, user, self.clock())
                 self.cache.put(token, attrs, decision)
+                if verdict is Verdict.ALLOW:
+                    await asyncio.to_thread(self._save)
                 return decision
         return self.cache.offline(token, attrs, now)
 

@@ -145,7 +145,8 @@ async def run_node(config: AgentConfig) -> int:
     agent.autonomous = autonomy.active
     # The agent API answers only to whom the API server says may ask (the kubelet's model).
     cert = serving_cert(config)
-    guard = Guard(config.node, Reviewer(api).review, offline=autonomy.active)
+    guard = Guard(config.node, Reviewer(api).review, offline=autonomy.active,
+                  state_file=config.cache_dir / "node-api-decisions.json")  # fmt: skip
     await agent.start(ssl_context=cert.context(), guard=guard.middleware)
     loop = asyncio.get_running_loop()
     journal = JournalStore(config.cache_dir / "journal", config.node)
