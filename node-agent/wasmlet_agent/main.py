@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from wasmlet import logfmt
-from wasmlet_agent.config import AgentConfig, ClusterConfig, parse_labels
+from wasmlet_agent.config import AgentConfig, ClusterConfig, FrontLimits, parse_labels
 
 
 def _default_cache(command: str) -> Path:
@@ -37,9 +37,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         s.add_argument(
             "--http-workers",
             type=int,
-            default=AgentConfig.http_workers,
-            help="threads running HTTP instances (more than a few per core only adds GIL "
-            "contention)",
+            default=FrontLimits.workers,
+            help="threads running HTTP instances, per app (at most its maxConcurrency)",
         )
         s.add_argument("-v", "--verbose", action="store_true")
         s.add_argument("--log-format", choices=("text", "json"), default="text")
@@ -82,7 +81,7 @@ def config_from(args: argparse.Namespace) -> AgentConfig:
         api_port=args.api_port,
         cache_dir=args.cache_dir,
         cache_max_bytes=args.cache_max_bytes,
-        http_workers=args.http_workers,
+        http=FrontLimits(workers=args.http_workers),
         cluster=cluster,
     )
 
