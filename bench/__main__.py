@@ -15,6 +15,8 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Sequence
+from pathlib import Path
 from types import ModuleType
 
 from bench import coldstart, firststart, http, memory, report
@@ -109,6 +111,48 @@ def _measure(
     return best
 
 
+def merge_results(kept: Json, results: Json, order: Sequence[str]) -> Json:
+    """The committed benchmarks after a run (pure): a result replaces its section only if
+    it succeeded; a failed or missing one keeps what was there (or stays absent)."""
+    merged: Json = {}
+    for key in order:
+        fresh = results.get(key)
+        if fresh is not None and "error" not in fresh:
+            merged[key] = fresh
+        elif key in kept:
+            merged[key] = kept[key]
+    return merged
+
+
+def commit_results(
+    name: str,
+    machine: Json,
+    results: Json,
+    benchmarks: dict[str, ModuleType],
+    results_dir: Path = RESULTS_DIR,
+    results_md: Path = report.RESULTS_MD,
+) -> None:
+    """Merge this run into results/<suite>.json and RESULTS.md, each replaced atomically.
+
+    `--only X` refreshes X and keeps the rest; a benchmark that failed keeps its committed
+    section; a run in which every benchmark failed writes nothing at all.
+    """
+    failed = [k for k, v in results.items() if "error" in v]
+    for key in failed:
+        print(f"{name}/{key} failed: committed results kept ({results[key]['error']})",
+              file=sys.stderr)  # fmt: skip
+    if len(failed) == len(results):
+        return
+    path = results_dir / f"{name}.json"
+    kept: Json = json.loads(path.read_text())["benchmarks"] if path.exists() else {}
+    full = {"suite": name, "machine": machine,
+            "benchmarks": merge_results(kept, results, list(benchmarks))}  # fmt: skip
+    generated = report.render(full, benchmarks)  # rendered before anything is replaced
+    write_json(path, full)
+    report.update_results_md(generated, results_md)
+    print(f"wrote {path} and {results_md}", file=sys.stderr)
+
+
 def run_suite(
     name: str, quick: bool, only: list[str] | None, command: str, quiet_wait: float, retries: int
 ) -> bool:
@@ -136,14 +180,7 @@ def run_suite(
     write_json(raw_path, {**summary, "samples": raw})
     print(f"raw samples: {raw_path}", file=sys.stderr)
     if not quick:
-        # Merge into the committed summary so `--only X` refreshes X and keeps the rest.
-        path = RESULTS_DIR / f"{name}.json"
-        kept: Json = json.loads(path.read_text())["benchmarks"] if path.exists() else {}
-        merged = {k: (results.get(k) or kept[k]) for k in benchmarks if k in results or k in kept}
-        full = {"suite": name, "machine": machine, "benchmarks": merged}
-        write_json(path, full)
-        report.update_results_md(report.render(full, benchmarks))
-        print(f"wrote {path} and {report.RESULTS_MD}", file=sys.stderr)
+        commit_results(name, machine, results, benchmarks)
     print(f"{name}: {time.monotonic() - started:.0f} s", file=sys.stderr)
     return ok
 

@@ -24,7 +24,7 @@ def _answer() -> bytes:
 
 
 async def serve(port: int, thread_hop: bool) -> None:
-    executor = ThreadPoolExecutor(32, thread_name_prefix="http")  # AgentConfig.http_workers
+    executor = ThreadPoolExecutor(32, thread_name_prefix="http")  # FrontLimits.workers
 
     async def handle(request: web.Request) -> web.Response:
         await request.read()

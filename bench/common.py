@@ -355,6 +355,22 @@ class Context:
         return path
 
 
-def write_json(path: Path, data: Json) -> None:
+def replace_text(path: Path, text: str) -> None:
+    """Write `text` to a temp file beside `path`, then rename it over `path` (atomic).
+
+    A run interrupted mid-write leaves the committed file as it was, never half written.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: Path, data: Json) -> None:
+    replace_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")

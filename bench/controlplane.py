@@ -31,6 +31,7 @@ import yaml
 from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.common import replace_text
 from wasmlet_dev.cluster.binaries import repo_root
 from wasmlet_dev.cluster.cluster import LocalCluster
 from wasmlet_dev.cluster.identities import admin_client
@@ -323,8 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     results = run(args.quick)
     if not args.quick:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+        replace_text(RESULTS, json.dumps(results, indent=2) + "\n")  # only after a whole run
     print(markdown(results))
     return 0
 

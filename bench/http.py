@@ -41,7 +41,7 @@ from wasmlet_dev.ports import free_port
 TITLE = "HTTP requests/s with an instance per request"
 ATTEMPTS = 3  # per wrk run, while other processes disturb it
 MAX_OTHERS = 0.05  # share of the CPUs others may take during a kept run
-CONNECTIONS = 32  # = AgentConfig.http_workers: every connection can have an instance running
+CONNECTIONS = 32  # = FrontLimits.workers: every connection can have an instance running
 LAYOUTS = {"1 core": ("0", "1"), "2 cores": ("0,1", "0,1")}  # server cpus, wrk cpus
 SERVERS = {
     "agent": "**agent** (`wasmlet-agent run`, `cgi` guest)",

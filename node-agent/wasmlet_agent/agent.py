@@ -13,7 +13,6 @@ import contextlib
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -67,9 +66,8 @@ class Agent:
             ),
             on_report=self.reporter.changed.set,
         )
-        self.executor = ThreadPoolExecutor(config.http_workers, thread_name_prefix="http")
-        self.fronts = HttpFronts(self.apps, config.address, self.executor, self.metrics,
-                                 self.event, config.port_retry_seconds)  # fmt: skip
+        self.fronts = HttpFronts(self.apps, config.address, self.metrics, self.event,
+                                 config.port_retry_seconds, config.http)  # fmt: skip
         self.ready = False
         # Cluster mode sets it: while true /readyz answers 200 "autonomous" (edge autonomy).
         self.autonomous: Callable[[], bool] = lambda: False
@@ -145,5 +143,4 @@ class Agent:
         if self._api is not None:
             await self._api.cleanup()
             self._api = None
-        self.executor.shutdown(wait=True, cancel_futures=True)
         self.engine.stop()

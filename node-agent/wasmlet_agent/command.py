@@ -25,6 +25,7 @@ from wasmlet_agent.restarts import AfterExit, after_exit
 from wasmlet_agent.revision import AppKey, LoadFailed, ModuleLoader, Services
 from wasmlet_agent.runtime.instances import Cancel, InstanceResult, Outcome, run_instance
 from wasmlet_agent.runtime.logs import LogBuffer
+from wasmlet_agent.runtime.outputs import capture_output
 from wasmlet_agent.volumes import StorageWatch, remove_instance_dir, size_limits
 
 log = logging.getLogger("wasmlet.agent")
@@ -212,8 +213,7 @@ class CommandInstance:
         try:
             spec = build_instance_spec(
                 self.spec, ns, app, self.directory, self.services.lookup,
-                stdout=self.logs.sink("stdout"), stderr=self.logs.sink("stderr"),
-                host_paths=self.services.host_paths,
+                stdout=None, stderr=None, host_paths=self.services.host_paths,
             )  # fmt: skip
         except ConfigError as e:
             self.services.event(self.key, "Warning", e.reason, str(e))
@@ -229,7 +229,16 @@ class CommandInstance:
         if self.stopping:
             return False
         storage = StorageWatch(size_limits(self.spec, self.directory), self.cancel)
-        result = run_instance(ready.module, spec, self.cancel)
+        # Output through pipes, not a Python call per write; all of it is in the log
+        # before the end is reported.
+        output = capture_output(self.logs.write)
+        try:
+            spec = dataclasses.replace(
+                spec, stdout_path=output.stdout_path, stderr_path=output.stderr_path
+            )
+            result = run_instance(ready.module, spec, self.cancel)
+        finally:
+            output.finish()
         over = storage.finish()
         ran_for = time.monotonic() - t0
         if metrics is not None:

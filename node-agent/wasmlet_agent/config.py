@@ -7,6 +7,18 @@ from pathlib import Path
 
 
 @dataclass(frozen=True)
+class FrontLimits:
+    """What one node allows any client of its HTTP apps."""
+
+    header_timeout: float = 10.0  # connection (or last response) -> request headers read
+    body_timeout: float = 30.0  # headers read -> body read
+    max_connections: int = 1024  # open connections per app; more are answered 503 and closed
+    max_body_bytes: int = 16 * 1024 * 1024  # one request
+    body_budget_bytes: int = 256 * 1024 * 1024  # all requests' buffered bodies on this node
+    workers: int = 32  # worker threads per app, at most (and at most its maxConcurrency)
+
+
+@dataclass(frozen=True)
 class ClusterConfig:
     """What only cluster mode needs."""
 
@@ -31,7 +43,7 @@ class AgentConfig:
     api_port: int = 0  # 0: a free port
     cache_dir: Path = Path(".cache/agent")
     cache_max_bytes: int | None = 2 * 1024**3
-    http_workers: int = 32
+    http: FrontLimits = field(default_factory=FrontLimits)  # what HTTP clients are allowed
     report_interval: float = 0.1
     port_retry_seconds: float = 5.0  # how often a taken spec.http.port is tried again
     # hostPath volumes: prefixes an administrator allows (none: every hostPath is refused),

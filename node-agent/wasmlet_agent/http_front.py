@@ -1,6 +1,12 @@
 """Serving HTTP apps: a listener per app on spec.http.port, and the set of them on this node.
 
-Every request is run by a fresh instance on a worker thread, never on the event loop.
+Every request is run by a fresh instance on a worker thread, never on the event loop. Hostile
+clients are contained per app: a request's headers must arrive within `header_timeout` of
+the connection (or of the previous response), its body within `body_timeout`; an app holds
+at most `max_connections` open connections; a request counts against maxConcurrency only
+once it has been read, and its worker slot is freed when the worker really ends (a guest
+stuck in a host call past its timeout still holds it); each app has workers of its own, so
+one app's sleeping guests cannot starve another's; buffered bodies share a node budget.
 """
 
 from __future__ import annotations
@@ -8,18 +14,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from aiohttp import web
 
 from wasmlet.api.constants import Mode
 from wasmlet.api.placements import Reason
 from wasmlet_agent.apps import Apps, DesiredApp
+from wasmlet_agent.config import FrontLimits
 from wasmlet_agent.metrics import AgentMetrics
 from wasmlet_agent.revision import AppKey, EventSink
-from wasmlet_agent.runtime.cgi import CgiRequest, ServerInfo, invoke_cgi
+from wasmlet_agent.runtime.cgi import CgiRequest, CgiResponse, ServerInfo, invoke_cgi
 
 log = logging.getLogger("wasmlet.agent")
 
@@ -28,6 +36,45 @@ _HOP_BY_HOP = frozenset(
     {"connection", "content-length", "keep-alive", "transfer-encoding", "upgrade", "te",
      "trailer", "proxy-connection"}
 )  # fmt: skip
+
+
+class BodyBudget:
+    """Bytes of request bodies buffered at once on this node, across every app."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes, self.used = max_bytes, 0
+        self._lock = threading.Lock()
+
+    def take(self, n: int) -> bool:
+        with self._lock:
+            if self.used + n > self.max_bytes:
+                return False
+            self.used += n
+            return True
+
+    def give(self, n: int) -> None:
+        with self._lock:
+            self.used -= n
+
+
+_REFUSAL = (
+    b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: 29\r\n\r\n"
+    b"too many connections to app\r\n"
+)
+
+
+class _Refuse(asyncio.Protocol):
+    """A connection over the app's cap: one 503, then closed, never parsed."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(_REFUSAL)
+        transport.close()
+
+
+def _too_large(limit: int) -> web.Response:
+    return web.Response(status=413, text=f"request body larger than {limit} bytes\n")
 
 
 class HttpFront:
@@ -39,25 +86,46 @@ class HttpFront:
         key: AppKey,
         address: str,
         port: int,
-        executor: ThreadPoolExecutor,
         metrics: AgentMetrics | None,
+        limits: FrontLimits | None = None,
+        budget: BodyBudget | None = None,
+        max_concurrency: int = 64,
     ) -> None:
         self.apps, self.key, self.address, self.port = apps, key, address, port
-        self.executor, self.metrics = executor, metrics
-        self.inflight = 0
-        self._idle = asyncio.Event()  # set while no request is in flight
+        self.metrics = metrics
+        self.limits = limits or FrontLimits()
+        self.budget = budget or BodyBudget(self.limits.body_budget_bytes)
+        workers = max(1, min(self.limits.workers, max_concurrency))
+        self.executor = ThreadPoolExecutor(workers, thread_name_prefix=f"http-{key[1]}")
+        self.inflight = 0  # requests read and handed to a worker whose worker has not ended
+        self.handling = 0  # requests between headers read and response (uploads included)
+        self._idle = asyncio.Event()  # set while no request is being handled
         self._idle.set()
         self._runner: web.AppRunner | None = None
+        self._listener: asyncio.Server | None = None
 
     async def start(self) -> None:
         """Bind the port; raises OSError (e.g. the port is taken) for the caller to report."""
-        app = web.Application(client_max_size=16 * 1024 * 1024)
+        app = web.Application(client_max_size=self.limits.max_body_bytes)
         app.router.add_route("*", "/{tail:.*}", self.handle)
-        # stop() waits for requests in flight itself; then the rest is cut short.
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1)
+        # stop() waits for requests in flight itself; then the rest is cut short. aiohttp
+        # closes a connection still waiting for a request's headers after keepalive_timeout
+        # (counted from the connection or the last response): that is the header timeout.
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1,
+                               keepalive_timeout=self.limits.header_timeout)  # fmt: skip
         await runner.setup()
+        server = runner.server
+        assert server is not None
+        cap = self.limits.max_connections
+
+        def protocol() -> asyncio.BaseProtocol:
+            return server() if len(server.connections) < cap else _Refuse()
+
+        loop = asyncio.get_running_loop()
         try:
-            await web.TCPSite(runner, self.address, self.port, reuse_address=True).start()
+            self._listener = await loop.create_server(
+                protocol, self.address, self.port, reuse_address=True
+            )
         except OSError:
             await runner.cleanup()
             raise
@@ -73,11 +141,61 @@ class HttpFront:
         runner, self._runner = self._runner, None
         if runner is None:
             return
-        for site in list(runner.sites):
-            await site.stop()
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), grace)
         await runner.cleanup()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _read_body(self, request: web.Request) -> tuple[bytes, int] | web.Response:
+        """(body, bytes taken from the budget), or the answer when it cannot be had."""
+        limit = self.limits.max_body_bytes
+        declared = request.content_length or 0
+        if declared > limit:
+            return _too_large(limit)
+        if declared and not self.budget.take(declared):
+            return web.Response(status=503, text="too many request bodies buffered on this node\n",
+                                headers={"Retry-After": "1"})  # fmt: skip
+        taken, chunks, size = declared, [], 0
+        try:
+            async with asyncio.timeout(self.limits.body_timeout):
+                while chunk := await request.content.read(64 * 1024):
+                    size += len(chunk)
+                    if size > limit:
+                        self.budget.give(taken)
+                        return _too_large(limit)
+                    if size > taken:  # chunked: taken as it arrives
+                        if not self.budget.take(size - taken):
+                            self.budget.give(taken)
+                            return web.Response(status=503, headers={"Retry-After": "1"},
+                                text="too many request bodies buffered on this node\n")  # fmt: skip
+                        taken = size
+                    chunks.append(chunk)
+        except TimeoutError:
+            self.budget.give(taken)
+            return web.Response(status=408, text="request body not received in time\n",
+                                headers={"Connection": "close"})  # fmt: skip
+        except BaseException:
+            self.budget.give(taken)
+            raise
+        return b"".join(chunks), taken
+
+    def _submit(self, *args: object) -> asyncio.Future[CgiResponse]:
+        """Run invoke_cgi on this app's workers; the slot is freed when the worker ends."""
+        loop = asyncio.get_running_loop()
+        self.inflight += 1
+        fut: Future[CgiResponse] = self.executor.submit(invoke_cgi, *args)  # type: ignore[arg-type]
+
+        def ended(_: Future[CgiResponse]) -> None:
+            loop.call_soon_threadsafe(self._worker_ended)
+
+        fut.add_done_callback(ended)
+        return asyncio.wrap_future(fut, loop=loop)
+
+    def _worker_ended(self) -> None:
+        self.inflight -= 1
 
     async def handle(self, request: web.Request) -> web.Response:
         started = time.perf_counter()
@@ -90,39 +208,47 @@ class HttpFront:
                 return web.Response(status=503, text="app is not ready on this node\n")
             module, spec = served
             limits = rev.spec.limits
-            if self.inflight >= limits.max_concurrency:
-                return web.Response(
-                    status=503,
-                    text="too many requests in flight on this node\n",
-                    headers={"Retry-After": "1"},
-                )
-            self.inflight += 1
+            self.handling += 1
             self._idle.clear()
             try:
-                body = await request.read()
-                peer = request.transport.get_extra_info("peername") if request.transport else None
-                cgi = CgiRequest(
-                    method=request.method,
-                    # CGI: PATH_INFO decoded once (aiohttp's path is), QUERY_STRING raw.
-                    path=request.path,
-                    query=request.rel_url.raw_query_string,
-                    headers=[(k, v) for k, v in request.headers.items()],
-                    body=body,
-                    server=ServerInfo(
-                        server_name=request.host.split(":")[0],
-                        server_port=self.port,
-                        remote_addr=peer[0] if peer else "",
-                        remote_port=peer[1] if peer else None,
-                    ),
-                )
-                loop = asyncio.get_running_loop()
-                resp = await asyncio.wait_for(
-                    loop.run_in_executor(self.executor, invoke_cgi, module, cgi, spec),
-                    timeout=limits.request_timeout_seconds + 5,
-                )
+                read = await self._read_body(request)
+                if isinstance(read, web.Response):
+                    code = read.status
+                    return read
+                body, taken = read
+                try:
+                    if self.inflight >= limits.max_concurrency:
+                        return web.Response(
+                            status=503,
+                            text="too many requests in flight on this node\n",
+                            headers={"Retry-After": "1"},
+                        )
+                    peer = (
+                        request.transport.get_extra_info("peername") if request.transport else None
+                    )
+                    cgi = CgiRequest(
+                        method=request.method,
+                        # CGI: PATH_INFO decoded once (aiohttp's path is), QUERY_STRING raw.
+                        path=request.path,
+                        query=request.rel_url.raw_query_string,
+                        headers=[(k, v) for k, v in request.headers.items()],
+                        body=body,
+                        server=ServerInfo(
+                            server_name=request.host.split(":")[0],
+                            server_port=self.port,
+                            remote_addr=peer[0] if peer else "",
+                            remote_port=peer[1] if peer else None,
+                        ),
+                    )
+                    resp = await asyncio.wait_for(
+                        asyncio.shield(self._submit(module, cgi, spec)),
+                        timeout=limits.request_timeout_seconds + 5,
+                    )
+                finally:
+                    self.budget.give(taken)
             finally:
-                self.inflight -= 1
-                if self.inflight == 0:
+                self.handling -= 1
+                if self.handling == 0:
                     self._idle.set()
             code = resp.status
             if resp.error:
@@ -169,13 +295,15 @@ class HttpFronts:
         self,
         apps: Apps,
         address: str,
-        executor: ThreadPoolExecutor,
         metrics: AgentMetrics | None,
         event: EventSink,
         retry_seconds: float = 5.0,
+        limits: FrontLimits | None = None,
     ) -> None:
-        self.apps, self.address, self.executor, self.metrics = apps, address, executor, metrics
+        self.apps, self.address, self.metrics = apps, address, metrics
         self.event, self.retry_seconds = event, retry_seconds
+        self.limits = limits or FrontLimits()
+        self.budget = BodyBudget(self.limits.body_budget_bytes)
         self.fronts: dict[AppKey, HttpFront] = {}
         self.errors: dict[AppKey, tuple[str, str]] = {}
         self._lock = asyncio.Lock()
@@ -200,11 +328,12 @@ class HttpFronts:
             self._retry = None
 
     async def _sync_locked(self, desired: list[DesiredApp]) -> None:
-        ports = {
-            d.key: d.spec.http.port
+        wanted = {
+            d.key: d
             for d in desired
             if d.spec.mode is Mode.HTTP and d.spec.http is not None and d.replicas > 0
         }
+        ports = {key: d.spec.http.port for key, d in wanted.items() if d.spec.http is not None}
         for key in list(self.fronts):
             if ports.get(key) != self.fronts[key].port:
                 await self.fronts.pop(key).stop()
@@ -214,7 +343,8 @@ class HttpFronts:
         for key, port in ports.items():
             if key in self.fronts:
                 continue
-            front = HttpFront(self.apps, key, self.address, port, self.executor, self.metrics)
+            front = HttpFront(self.apps, key, self.address, port, self.metrics, self.limits,
+                              self.budget, wanted[key].spec.limits.max_concurrency)  # fmt: skip
             try:
                 await front.start()
             except OSError as e:

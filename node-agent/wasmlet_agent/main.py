@@ -11,7 +11,7 @@ from pathlib import Path
 
 from wasmlet import logfmt
 from wasmlet_agent.cache import unwritable_reason
-from wasmlet_agent.config import AgentConfig, ClusterConfig, parse_labels
+from wasmlet_agent.config import AgentConfig, ClusterConfig, FrontLimits, parse_labels
 
 
 def _default_cache(command: str) -> Path:
@@ -38,9 +38,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         s.add_argument(
             "--http-workers",
             type=int,
-            default=AgentConfig.http_workers,
-            help="threads running HTTP instances (more than a few per core only adds GIL "
-            "contention)",
+            default=FrontLimits.workers,
+            help="threads running HTTP instances, per app (at most its maxConcurrency)",
         )
         s.add_argument(
             "--allowed-host-path-prefix",
@@ -113,7 +112,7 @@ def config_from(args: argparse.Namespace) -> AgentConfig:
         api_port=args.api_port,
         cache_dir=args.cache_dir,
         cache_max_bytes=args.cache_max_bytes,
-        http_workers=args.http_workers,
+        http=FrontLimits(workers=args.http_workers),
         allowed_host_path_prefixes=tuple(args.allowed_host_path_prefix),
         host_path_prefixes_file=args.allowed_host_path_prefixes_file,
         cluster=cluster,

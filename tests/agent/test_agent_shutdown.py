@@ -45,7 +45,7 @@ def test_shutdown_finishes_in_flight_requests_and_stops_everything(
         + body[:100]
     )
     front = agent.agent.fronts.fronts[("default", "web")]
-    wait_until(lambda: agent.on_loop(lambda: front.inflight) == 1, "the request in flight")
+    wait_until(lambda: agent.on_loop(lambda: front.handling) == 1, "the request being read")
 
     shutdown = asyncio.run_coroutine_threadsafe(agent.agent.shutdown(10), agent.loop)
     wait_until(lambda: _port_is_free(port), "the listener to close", timeout=10)

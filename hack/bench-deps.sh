@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what `make bench` needs beyond hack/install-deps.sh, idempotently: the load
+# generator (wrk) and the process timer (hyperfine) for the side-by-side baselines.
+set -euo pipefail
+debs=(wrk hyperfine)
+missing=()
+for p in "${debs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "bench-deps: installing Debian packages: ${missing[*]}" >&2
+  sudo_cmd=""
+  [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+for tool in wrk hyperfine; do
+  command -v "$tool" >/dev/null || { echo "bench-deps: $tool is still missing" >&2; exit 1; }
+done
