@@ -2,13 +2,19 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: deps up image render test unit lint fmt bench clean
+.PHONY: deps up up-node test-node image render test unit lint fmt bench clean
 
 deps:
 	@bash hack/install-deps.sh
 
 up: deps
 	$(VENV)/bin/wasmlet dev up
+
+# The control plane plus a real node (containerd, kubelet, kube-scheduler in a netns with a
+# veth address of its own) with the wasmlet image loaded; then `kubectl apply -k deploy/`.
+# Needs root (netns, mounts); Ctrl-C stops everything.
+up-node: deps
+	$(VENV)/bin/wasmlet dev node
 
 lint: deps
 	$(VENV)/bin/ruff check .
