@@ -38,6 +38,10 @@ test: lint
 	$(PY) -m pytest -m "e2e and not node"
 	$(PY) -m pytest -m node
 
+# The real-node tier alone (root): the image, then the install on a real node (tests/node).
+test-node: deps
+	$(PY) -m pytest -m node
+
 unit: deps
 	$(PY) -m pytest -m "not e2e" -q
 

@@ -145,7 +145,8 @@ async def act(
     done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     lost = tasks[2] in done
     if tasks[0] in done:
-        log.error("kopf stopped (see its messages above); exiting so the pod restarts")
+        error = None if tasks[0].cancelled() else tasks[0].exception()
+        log.error("kopf stopped (%r); exiting so the pod restarts", error, exc_info=error)
     stop.set()
     for t in tasks[1:]:
         t.cancel()
