@@ -31,8 +31,9 @@ render: deps
 	bash hack/render-deploy.sh
 
 # The whole suite: fast unit tests of the pure core first, then the real control plane,
-# registry and Prometheus (started by the fixtures), then the real-node tier (tests/node:
-# the image built FROM a locally built base, with a Docker engine of its own).
+# registry and Prometheus (started by the fixtures), then the real-node tier (tests/node, root:
+# the image built FROM a locally built base, with a Docker engine of its own; then
+# `kubectl apply -k deploy/` on the node `make up-node` starts, about 90 s warm).
 test: lint
 	$(PY) -m pytest -m "not e2e"
 	$(PY) -m pytest -m "e2e and not node"
