@@ -21,7 +21,9 @@ COPY README.md ./
 COPY wasmlet ./wasmlet
 COPY operator ./operator
 COPY node-agent ./node-agent
-RUN /opt/wasmlet/bin/pip install --no-deps .
+RUN /opt/wasmlet/bin/pip install --no-deps . \
+ && echo "wasmlet:x:65532:65532:wasmlet:/nonexistent:/usr/sbin/nologin" >> /etc/passwd \
+ && echo "wasmlet:x:65532:" >> /etc/group
 
 FROM ${BASE}
 ARG VERSION=0.1.0
@@ -32,6 +34,9 @@ LABEL org.opencontainers.image.title="wasmlet" \
 COPY --from=build /opt/wasmlet /opt/wasmlet
 ENV PATH=/opt/wasmlet/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
-# A fixed non-root uid (no passwd entry needed); the agent's DaemonSet hands it the cache dir.
+# A fixed non-root uid; the agent's DaemonSet hands it the cache dir. It has a passwd entry
+# (made in the build stage, same base): kopf names the operator after getpass.getuser(),
+# which raises KeyError without one, and the operator exits at once.
+COPY --from=build /etc/passwd /etc/group /etc/
 USER 65532:65532
 ENTRYPOINT ["wasmlet-agent"]

@@ -2,13 +2,19 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: deps bench-deps up image render test unit lint fmt bench clean
+.PHONY: deps bench-deps up up-node test-node image render test unit lint fmt bench clean
 
 deps:
 	@bash hack/install-deps.sh
 
 up: deps
 	$(VENV)/bin/wasmlet dev up
+
+# The control plane plus a real node (containerd, kubelet, kube-scheduler in a netns with a
+# veth address of its own) with the wasmlet image loaded; then `kubectl apply -k deploy/`.
+# Needs root (netns, mounts); Ctrl-C stops everything.
+up-node: deps
+	$(VENV)/bin/wasmlet dev node
 
 lint: deps
 	$(VENV)/bin/ruff check .
@@ -25,11 +31,16 @@ render: deps
 	bash hack/render-deploy.sh
 
 # The whole suite: fast unit tests of the pure core first, then the real control plane,
-# registry and Prometheus (started by the fixtures), then the real-node tier (tests/node:
-# the image built FROM a locally built base, with a Docker engine of its own).
+# registry and Prometheus (started by the fixtures), then the real-node tier (tests/node, root:
+# the image built FROM a locally built base, with a Docker engine of its own; then
+# `kubectl apply -k deploy/` on the node `make up-node` starts, about 90 s warm).
 test: lint
 	$(PY) -m pytest -m "not e2e"
 	$(PY) -m pytest -m "e2e and not node"
+	$(PY) -m pytest -m node
+
+# The real-node tier alone (root): the image, then the install on a real node (tests/node).
+test-node: deps
 	$(PY) -m pytest -m node
 
 unit: deps

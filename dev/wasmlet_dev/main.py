@@ -45,6 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--registry-port", type=int, default=5000)
     up.add_argument("--no-examples", action="store_true", help="do not apply examples/")
     up.add_argument("--node-grace-seconds", type=float, default=20.0)
+    node = sub.add_parser(
+        "node",
+        help="start the control plane and a real node (containerd, kubelet, kube-scheduler in "
+        "a netns of their own) with the wasmlet image loaded, in the foreground",
+    )
+    node.add_argument("--workdir", type=Path, default=None, help="default: .cache/dev/node")
+    node.add_argument("--no-image", action="store_true", help="do not build or import the image")
     sub.add_parser(
         "image",
         help="build the wasmlet image FROM a locally built base (no registry) and print the "
@@ -60,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
 
         print(image_tarball())
         return 0
+    if args.command == "node":
+        from wasmlet_dev.realnode.cli import run_node
+
+        return run_node(args.workdir, with_image=not args.no_image)
     workdir: Path = args.workdir or default_workdir()
     root = repo_root()
 

@@ -122,7 +122,10 @@ async def act(
     def login(**kwargs: object) -> kopf.ConnectionInfo | None:
         if args.kubeconfig:
             return kopf.login_with_kubeconfig(**kwargs)  # type: ignore[arg-type]
-        return kopf.login_with_service_account(**kwargs)  # type: ignore[arg-type]
+        # In a pod: the Kubernetes client's in-cluster config, which dials
+        # $KUBERNETES_SERVICE_HOST like client-go (kopf's own service-account login dials
+        # kubernetes.default.svc, so it needs cluster DNS and exits quietly without it).
+        return kopf.login_via_client(**kwargs)  # type: ignore[arg-type]
 
     stop = asyncio.Event()
     tasks = [
@@ -141,6 +144,9 @@ async def act(
     ]
     done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     lost = tasks[2] in done
+    if tasks[0] in done:
+        error = None if tasks[0].cancelled() else tasks[0].exception()
+        log.error("kopf stopped (%r); exiting so the pod restarts", error, exc_info=error)
     stop.set()
     for t in tasks[1:]:
         t.cancel()

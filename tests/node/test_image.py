@@ -38,6 +38,11 @@ def test_both_commands_run_read_only_without_capabilities(engine: DockerEngine) 
         engine, "--entrypoint", "python3", IMAGE, "-c", "import os, wasmtime; print(os.getuid())"
     )
     assert uid.strip() == "65532"
+    # kopf names the operator after the user: the uid needs a passwd entry.
+    user = run(
+        engine, "--entrypoint", "python3", IMAGE, "-c", "import getpass; print(getpass.getuser())"
+    )
+    assert user.strip() == "wasmlet"
 
 
 def test_labels_version_and_no_compiler(engine: DockerEngine) -> None:

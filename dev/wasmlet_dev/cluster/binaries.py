@@ -63,6 +63,31 @@ def ensure_binaries() -> KubeBinaries:
     return KubeBinaries.in_dir(_run_build_script())
 
 
+@dataclass(frozen=True)
+class NodeBinaries:
+    """The control plane's binaries plus what a real node runs (build-kube.sh node)."""
+
+    kube: KubeBinaries
+    kubelet: Path
+    kube_scheduler: Path
+    pause: Path
+
+
+def ensure_node_binaries() -> NodeBinaries:
+    """Like ensure_binaries, also building kubelet, kube-scheduler and a static pause."""
+    override = os.environ.get(BIN_DIR_ENV)
+    directory = Path(override) if override else _run_build_script("node")
+    missing = [n for n in ("kubelet", "kube-scheduler", "pause") if not (directory / n).is_file()]
+    if missing:
+        raise BinariesError(f"{directory} lacks {', '.join(missing)}; run hack/build-kube.sh node")
+    return NodeBinaries(
+        KubeBinaries.in_dir(directory),
+        directory / "kubelet",
+        directory / "kube-scheduler",
+        directory / "pause",
+    )
+
+
 def find_kubectl() -> Path:
     """kubectl for talking to any cluster: the built one if available, else kubectl on PATH
     (a kind user may have no Go toolchain), else build it."""
@@ -76,7 +101,7 @@ def find_kubectl() -> Path:
     return ensure_binaries().kubectl
 
 
-def _run_build_script() -> Path:
+def _run_build_script(*args: str) -> Path:
     script = build_script()
     if not script.is_file():
         raise BinariesError(
@@ -92,7 +117,7 @@ def _run_build_script() -> Path:
     # Relay the script's progress (a first build takes minutes) and keep its tail for errors.
     tail: collections.deque[str] = collections.deque(maxlen=30)
     with subprocess.Popen(
-        ["bash", str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        ["bash", str(script), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     ) as proc:
         assert proc.stderr is not None and proc.stdout is not None
         for line in proc.stderr:

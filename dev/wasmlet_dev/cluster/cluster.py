@@ -76,13 +76,18 @@ def etcd_args(binary: Path, data_dir: Path, ports: Ports) -> list[str]:
     ]
 
 
-def apiserver_args(binary: Path, pki: ClusterPKI, token_file: Path, ports: Ports) -> list[str]:
-    server = f"https://{HOST}:{ports.apiserver}"
+def apiserver_args(
+    binary: Path, pki: ClusterPKI, token_file: Path, ports: Ports, address: str = HOST
+) -> list[str]:
+    server = f"https://{address}:{ports.apiserver}"
+    # Endpoints may not hold a loopback address: on loopback nothing in-cluster calls the
+    # apiserver; on a node's address (make up-node) the `kubernetes` Service gets endpoints.
+    reconciler = "none" if address.startswith("127.") else "lease"
     return [
         str(binary),
         f"--etcd-servers=http://{HOST}:{ports.etcd_client}",
-        f"--bind-address={HOST}",
-        f"--advertise-address={HOST}",
+        f"--bind-address={address}",
+        f"--advertise-address={address}",
         f"--secure-port={ports.apiserver}",
         f"--tls-cert-file={pki.apiserver.cert}",
         f"--tls-private-key-file={pki.apiserver.key}",
@@ -94,14 +99,20 @@ def apiserver_args(binary: Path, pki: ClusterPKI, token_file: Path, ports: Ports
         f"--service-account-key-file={pki.sa_public_key}",
         f"--service-account-signing-key-file={pki.sa_private_key}",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
-        # Endpoints may not hold a loopback address; nothing in-cluster calls the apiserver.
-        "--endpoint-reconciler-type=none",
+        f"--endpoint-reconciler-type={reconciler}",
+        # `kubectl logs` dials the kubelet at its InternalIP, not its (unresolvable) name.
+        "--kubelet-preferred-address-types=InternalIP",
         "--profiling=false",
     ]
 
 
 def controller_manager_args(
-    binary: Path, workdir: Path, pki: ClusterPKI, kubeconfig: Path, ports: Ports
+    binary: Path,
+    workdir: Path,
+    pki: ClusterPKI,
+    kubeconfig: Path,
+    ports: Ports,
+    controllers: Sequence[str] = CONTROLLERS,
 ) -> list[str]:
     return [
         str(binary),
@@ -110,7 +121,7 @@ def controller_manager_args(
         f"--authorization-kubeconfig={kubeconfig}",
         # The apiserver has no front proxy, so there is no request-header CA to look up.
         "--authentication-skip-lookup=true",
-        f"--controllers={','.join(CONTROLLERS)}",
+        f"--controllers={','.join(controllers)}",
         # Each controller acts as its own ServiceAccount with its bootstrap RBAC role.
         "--use-service-account-credentials=true",
         "--leader-elect=false",
@@ -142,7 +153,9 @@ class LocalCluster:
     """A fresh control plane in `workdir`; use as a context manager or call start()/stop().
 
     `preinstall` directories of CRDs are applied before the controller manager starts, so its
-    garbage collector watches their kinds from the start (it rediscovers only every 30 s)."""
+    garbage collector watches their kinds from the start (it rediscovers only every 30 s).
+    `address` is where kube-apiserver listens and what it advertises (a real node's pods need
+    a non-loopback one); `controllers` are the controller manager's."""
 
     def __init__(
         self,
@@ -152,7 +165,11 @@ class LocalCluster:
         apiserver_port: int | None = None,
         preinstall: Sequence[Path] = (),
         start_timeout: float = 90.0,
+        address: str = HOST,
+        controllers: Sequence[str] = CONTROLLERS,
     ) -> None:
+        self.address = address
+        self.controllers = tuple(controllers)
         self.workdir = workdir.resolve()
         self.log_dir = self.workdir / "logs"
         self.kubeconfig = self.workdir / "admin.kubeconfig"
@@ -177,7 +194,7 @@ class LocalCluster:
     def server(self) -> str:
         if self.ports is None:
             raise RuntimeError("the cluster is not started")
-        return f"https://{HOST}:{self.ports.apiserver}"
+        return f"https://{self.address}:{self.ports.apiserver}"
 
     @property
     def pids(self) -> list[int]:
@@ -236,7 +253,8 @@ class LocalCluster:
         for stale in ("etcd-data", "pki", "logs", "identities", "controller-manager-certs"):
             shutil.rmtree(self.workdir / stale, ignore_errors=True)
         self.ports = ports = Ports.pick(self._apiserver_port)
-        pki = write_cluster_pki(self.workdir / "pki", SERVICE_IP)
+        extra = [] if self.address == HOST else [self.address]
+        pki = write_cluster_pki(self.workdir / "pki", SERVICE_IP, extra)
         self.ca_data = pki.ca.cert.read_bytes()
         self.admin_token = secrets.token_urlsafe(32)
         token_file = self.workdir / "pki" / "tokens.csv"
@@ -255,7 +273,7 @@ class LocalCluster:
 
         apiserver = self._spawn(
             "kube-apiserver",
-            apiserver_args(binaries.kube_apiserver, pki, token_file, ports),
+            apiserver_args(binaries.kube_apiserver, pki, token_file, ports, self.address),
         )
         tls = ssl.create_default_context(cadata=self.ca_data.decode())
         wait_until(
@@ -283,7 +301,12 @@ class LocalCluster:
         kcm = self._spawn(
             "kube-controller-manager",
             controller_manager_args(
-                binaries.kube_controller_manager, self.workdir, pki, kcm_kubeconfig, ports
+                binaries.kube_controller_manager,
+                self.workdir,
+                pki,
+                kcm_kubeconfig,
+                ports,
+                self.controllers,
             ),
         )
         # It serves a self-signed cert from its cert-dir; /healthz needs no credentials.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,8 +30,8 @@ class ClusterPKI:
     sa_public_key: Path  # verifies them
 
 
-def apiserver_sans(service_ip: str) -> tuple[list[str], list[str]]:
-    """DNS names and IPs the apiserver answers to: loopback and the in-cluster Service."""
+def apiserver_sans(service_ip: str, extra_ips: Sequence[str] = ()) -> tuple[list[str], list[str]]:
+    """DNS names and IPs the apiserver answers to: loopback, the in-cluster Service, extras."""
     dns = [
         "localhost",
         "kubernetes",
@@ -38,14 +39,16 @@ def apiserver_sans(service_ip: str) -> tuple[list[str], list[str]]:
         "kubernetes.default.svc",
         "kubernetes.default.svc.cluster.local",
     ]
-    return dns, ["127.0.0.1", "::1", service_ip]
+    return dns, ["127.0.0.1", "::1", service_ip, *extra_ips]
 
 
-def write_cluster_pki(directory: Path, service_ip: str) -> ClusterPKI:
+def write_cluster_pki(
+    directory: Path, service_ip: str, extra_ips: Sequence[str] = ()
+) -> ClusterPKI:
     """Writes a fresh CA, apiserver serving cert, controller-manager client cert and SA keys."""
     ca_cert, ca_key = make_ca()
     ca = write_pair(directory, "ca", ca_cert, ca_key)
-    dns, ips = apiserver_sans(service_ip)
+    dns, ips = apiserver_sans(service_ip, extra_ips)
     api_cert, api_key = issue_cert(
         ca_cert, ca_key, "kube-apiserver", dns_names=dns, ip_addresses=ips, server=True
     )

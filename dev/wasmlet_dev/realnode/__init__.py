@@ -1,0 +1,1 @@
+"""A real node (containerd, kubelet, kube-scheduler) on the local control plane."""
