@@ -112,6 +112,8 @@ def build_registry(
                         kube.metrics.reconciles.inc()
                         kube.metrics.reconcile_duration.observe(time.perf_counter() - t0)
                 except ApiException as e:
+                    if kube.metrics is not None:
+                        kube.metrics.reconcile_errors.labels(reason=str(e.reason or e.status)).inc()
                     log.warning(
                         "reconcile %s/%s failed: %s %s: %s",
                         namespace, name, e.status, e.reason, (e.body or "")[:600],
@@ -119,6 +121,8 @@ def build_registry(
                     await asyncio.sleep(1)
                     continue
                 except Exception as e:  # e.g. the API server is restarting: retry soon
+                    if kube.metrics is not None:
+                        kube.metrics.reconcile_errors.labels(reason=type(e).__name__).inc()
                     log.warning("reconcile %s/%s failed: %s", namespace, name, e)
                     await asyncio.sleep(1)
                     continue
@@ -139,6 +143,8 @@ def build_registry(
         # Only objects this app owns; a same-named Service of someone else's stays.
         await kube.delete_service_objects(namespace, name, uid or "")
         state.forget_app(key)
+        if kube.metrics is not None:
+            kube.metrics.forget_app(namespace, name)
 
     return registry
 
@@ -156,6 +162,6 @@ async def watch_heartbeats(
             state.wake_all()
         if metrics is not None:
             now = datetime.now(UTC)
-            metrics.nodes_ready.set(sum(1 for n in state.nodes if state.node_ready(n, now)))
+            metrics.set_nodes({n: state.node_ready(n, now) for n in state.nodes})
             metrics.apps.set(state.app_count())
         await asyncio.sleep(period)
