@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.fixtures.prometheus import Prometheus
 from tests.fixtures.stack import Stack, wasmapp
@@ -168,3 +169,63 @@ def test_a_stopped_operator_fires_no_leader(stack: Stack, prometheus: Prometheus
         "a leader again",
         timeout=90,
     )
+
+
+def test_refused_placement_writes_fire_reconcile_errors(
+    stack: Stack, prometheus: Prometheus, namespace: str
+) -> None:
+    # An admission policy refuses the operator's placements in this namespace: every reconcile
+    # of the app fails at the API server, as with lost RBAC or a stricter policy.
+    name = f"refuse-placements-{namespace}"[:63]
+    policy = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {
+                "resourceRules": [
+                    {"apiGroups": ["wasmlet.dev"], "apiVersions": ["*"],
+                     "operations": ["CREATE", "UPDATE"], "resources": ["wasmplacements"]}
+                ]
+            },
+            "validations": [{"expression": "false", "message": "refused by the test"}],
+        },
+    }  # fmt: skip
+    binding = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": name},
+        "spec": {
+            "policyName": name,
+            "validationActions": ["Deny"],
+            "matchResources": {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+            },
+        },
+    }
+    docs = yaml.safe_dump_all([policy, binding])
+    stack.kube.kubectl("apply", "-f", "-", input=docs)
+    probe = {
+        "apiVersion": "wasmlet.dev/v1alpha1",
+        "kind": "WasmPlacement",
+        "metadata": {"name": "probe", "namespace": namespace},
+        "spec": {"app": "probe", "node": "e2e-node-1", "replicas": 1, "revision": "r",
+                 "template": {}},
+    }  # fmt: skip
+
+    def refusing() -> bool:
+        dry = stack.kube.kubectl(
+            "create", "--dry-run=server", "-f", "-", check=False, input=yaml.safe_dump(probe)
+        )
+        assert dry.returncode == 0 or "refused by the test" in dry.stderr, dry.stderr
+        return dry.returncode != 0
+
+    try:
+        wait_until(refusing, "the admission policy in force", timeout=30)
+        stack.apply(namespace, wasmapp("refused", stack.modules["long"], replicas=1))
+        alert = wait_firing(prometheus, "WasmletReconcileErrors")
+        assert alert["reason"] and alert["severity"] == "warning"
+        assert stack.placements(namespace, "refused") == []  # the refusal was real
+    finally:
+        stack.kube.kubectl("delete", "-f", "-", "--ignore-not-found", input=docs)
