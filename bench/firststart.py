@@ -47,7 +47,7 @@ def _start_once(cache_dir: Path, spec: ModuleSpec, app: str) -> Json:
         raise RuntimeError(f"{app}: {result.outcome} {result.message}")
 
     def phase(name: str) -> float:
-        labels = {"app": app, "phase": name}
+        labels = {"namespace": "bench", "app": app, "phase": name}
         return registry.get_sample_value("wasmlet_cold_start_seconds_sum", labels) or 0.0
 
     out: Json = {

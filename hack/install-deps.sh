@@ -43,3 +43,6 @@ else
 fi
 
 "$here/build-kube.sh" node >/dev/null
+# The Prometheus Operator's CRDs (from its Go module), which the tests apply to validate
+# deploy/monitoring/ server-side.
+"$here/prometheus-operator-crds.sh" >/dev/null

@@ -2,8 +2,11 @@
 
 wasmlet dev up                 local control plane + operator + node agents
 wasmlet run app.yaml           run WasmApp manifests on this machine, no cluster
-wasmlet status                 apps, nodes and instances of the cluster in KUBECONFIG
-wasmlet logs APP               instance logs, read from the agents
+wasmlet status [-n NS|-A] [-o wide|json|yaml]   apps, nodes and instances (kubectl's flags:
+                                                --kubeconfig, --context, -n, -A)
+wasmlet logs APP [--tail N] [--instance NAME]   instance logs, read from the agents
+wasmlet --version
+Also a kubectl plugin: kubectl wasmlet status, kubectl wasmlet logs APP.
 """
 
 from __future__ import annotations
@@ -50,6 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] in ("-h", "--help"):
         return _usage() if not args else (print(__doc__) or 0)
+    if args[0] == "--version":
+        from wasmlet.version import wasmlet_version
+
+        print(f"wasmlet {wasmlet_version()}")
+        return 0
     command, rest = args[0], args[1:]
     if command == "dev":
         return _dispatch(command, DEV, rest)
@@ -65,6 +73,15 @@ def main(argv: list[str] | None = None) -> int:
             return 0
     print(f"wasmlet: unknown command {command!r}", file=sys.stderr)
     return _usage()
+
+
+def kubectl_plugin(argv: list[str] | None = None) -> int:
+    """`kubectl wasmlet ...` (kubectl runs `kubectl-wasmlet` from PATH): status and logs."""
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] in ("status", "logs", "--version"):
+        return main(args)
+    print("usage: kubectl wasmlet status|logs ... (see wasmlet --help)", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -1,27 +1,65 @@
 """`wasmlet status` and `wasmlet logs`: what runs where, and what instances print.
 
-Both read the cluster in KUBECONFIG as the user: apps and placements from the API server,
-logs from the agents' APIs (found through their WasmNode status), directly over TLS pinned to
-the certificate each node publishes, with the user's own bearer token: the agent asks the API
-server whether this user may `get wasmapps/log` in the namespace.
+Both read the cluster as the user, with kubectl's habits: `--kubeconfig` (else KUBECONFIG, else
+~/.kube/config), `--context`, the context's namespace unless `-n` or `-A` says otherwise.
+Apps and placements come from the API server; logs from the agents' APIs (found through their
+WasmNode status), directly over TLS pinned to the certificate each node publishes, with the
+user's own bearer token: the agent asks the API server whether this user may
+`get wasmapps/log` in the namespace. Also installed as the kubectl plugin `kubectl-wasmlet`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+import urllib.parse
+from dataclasses import dataclass
 from typing import Any, TextIO
 
+import yaml
 from kubernetes import client, config
 
 from wasmlet import agent_client
 from wasmlet.api.constants import APP_LABEL, GROUP, VERSION, WASMAPPS, WASMNODES, WASMPLACEMENTS
+from wasmlet.version import wasmlet_version
+
+OUTPUTS = ("wide", "json", "yaml")
 
 
-def _api() -> client.ApiClient:
+@dataclass(frozen=True)
+class Target:
+    """Which cluster (kubeconfig file and context) and which namespace (None: all)."""
+
+    kubeconfig: str | None
+    context: str | None
+    namespace: str | None
+
+
+def context_namespace(kubeconfig: str | None, context: str | None) -> str:
+    """The namespace the kubeconfig context sets, as kubectl uses it; `default` if none."""
+    contexts, active = config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+    chosen = active
+    if context is not None:
+        chosen = next((c for c in contexts if c["name"] == context), None)
+        if chosen is None:
+            names = ", ".join(c["name"] for c in contexts)
+            raise SystemExit(f"wasmlet: context {context!r} is not in the kubeconfig ({names})")
+    return str((chosen or {}).get("context", {}).get("namespace") or "default")
+
+
+def resolve(args: argparse.Namespace) -> Target:
+    kubeconfig = args.kubeconfig or os.environ.get("KUBECONFIG") or None
+    if getattr(args, "all_namespaces", False):
+        return Target(kubeconfig, args.context, None)
+    namespace = args.namespace or context_namespace(kubeconfig, args.context)
+    return Target(kubeconfig, args.context, namespace)
+
+
+def _api(target: Target) -> client.ApiClient:
     api: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
-        config_file=os.environ.get("KUBECONFIG")
+        config_file=target.kubeconfig, context=target.context
     )
     return api
 
@@ -34,7 +72,9 @@ def _table(rows: list[list[str]], out: TextIO) -> None:
         out.write("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n")
 
 
-def status(custom: Any, namespace: str | None, out: TextIO) -> int:
+def status(custom: Any, namespace: str | None, out: TextIO, output: str | None = None) -> int:
+    """Apps, nodes and instances in `namespace` (None: every namespace); `output` is one of
+    OUTPUTS (json and yaml print the objects as a kubectl List)."""
     if namespace:
         apps = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, WASMAPPS)
         placements = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, WASMPLACEMENTS)
@@ -42,8 +82,16 @@ def status(custom: Any, namespace: str | None, out: TextIO) -> int:
         apps = custom.list_cluster_custom_object(GROUP, VERSION, WASMAPPS)
         placements = custom.list_cluster_custom_object(GROUP, VERSION, WASMPLACEMENTS)
     nodes = custom.list_cluster_custom_object(GROUP, VERSION, WASMNODES)
+    if output in ("json", "yaml"):
+        items = [*apps.get("items", []), *nodes.get("items", []), *placements.get("items", [])]
+        doc = {"apiVersion": "v1", "kind": "List", "items": items}
+        out.write(json.dumps(doc, indent=4) + "\n" if output == "json" else yaml.safe_dump(doc))
+        return 0
+    wide = output == "wide"
     out.write("APPS\n")
     rows = [["NAMESPACE", "NAME", "READY", "MODE", "CONDITION", "MODULE"]]
+    if wide:
+        rows[0] += ["UPDATED", "MESSAGE"]
     for a in apps.get("items", []):
         st = a.get("status") or {}
         ready: dict[str, Any] = next(
@@ -55,9 +103,13 @@ def status(custom: Any, namespace: str | None, out: TextIO) -> int:
             st.get("ready", f"0/{a['spec'].get('replicas', 0)}"),
             a["spec"].get("mode", "command"), cond, st.get("module", "-"),
         ])  # fmt: skip
+        if wide:
+            rows[-1] += [str(st.get("updatedReplicas", 0)), ready.get("message", "") or "-"]
     _table(rows, out)
     out.write("\nNODES\n")
     rows = [["NAME", "ADDRESS", "INSTANCES", "CAPACITY", "WASMTIME"]]
+    if wide:
+        rows[0] += ["AGENT-PORT", "LABELS"]
     for n in nodes.get("items", []):
         st = n.get("status") or {}
         rows.append([
@@ -65,20 +117,42 @@ def status(custom: Any, namespace: str | None, out: TextIO) -> int:
             str((st.get("capacity") or {}).get("instances", "-")),
             (st.get("nodeInfo") or {}).get("wasmtimeVersion", "-"),
         ])  # fmt: skip
+        if wide:
+            labels = n["metadata"].get("labels") or {}
+            rows[-1] += [
+                str(st.get("agentPort", "-")),
+                ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "-",
+            ]
     _table(rows, out)
     out.write("\nINSTANCES\n")
     rows = [["NAMESPACE", "APP", "NODE", "INSTANCE", "STATE", "RESTARTS", "REASON"]]
+    if wide:
+        rows[0] += ["REVISION", "EXIT", "STARTED"]
     for p in placements.get("items", []):
         for i in (p.get("status") or {}).get("instances") or []:
             rows.append([
                 p["metadata"]["namespace"], p["spec"]["app"], p["spec"]["node"], i.get("name", ""),
                 i.get("state", ""), str(i.get("restarts", 0)), i.get("reason", ""),
             ])  # fmt: skip
+            if wide:
+                rows[-1] += [
+                    i.get("revision", "-"),
+                    str(i.get("exitCode", "-")),
+                    i.get("startedAt", "-"),
+                ]
     _table(rows, out)
     return 0
 
 
-def logs(custom: Any, namespace: str, app: str, tail: int, out: TextIO, token: str | None) -> int:
+def logs(
+    custom: Any,
+    namespace: str,
+    app: str,
+    tail: int,
+    out: TextIO,
+    token: str | None,
+    instance: str | None = None,
+) -> int:
     placements = custom.list_namespaced_custom_object(
         GROUP, VERSION, namespace, WASMPLACEMENTS, label_selector=f"{APP_LABEL}={app}"
     )
@@ -95,7 +169,10 @@ def logs(custom: Any, namespace: str, app: str, tail: int, out: TextIO, token: s
                   "(status.servingCertificate)", file=sys.stderr)  # fmt: skip
             failed += 1
             continue
-        url = f"{agent_client.agent_url(st)}/logs/{namespace}/{app}?tail={tail}"
+        query = urllib.parse.urlencode(
+            {"tail": tail, **({"instance": instance} if instance else {})}
+        )
+        url = f"{agent_client.agent_url(st)}/logs/{namespace}/{app}?{query}"
         try:
             code, body = agent_client.get(url, token=token, pem=pem)
         except OSError as e:
@@ -116,19 +193,36 @@ def logs(custom: Any, namespace: str, app: str, tail: int, out: TextIO, token: s
     return 1 if failed == len(nodes) else 0
 
 
-def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="wasmlet")
+def build_parser(prog: str = "wasmlet") -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: KUBECONFIG)")
+    common.add_argument("--context", default=None, help="kubeconfig context (default: current)")
+    common.add_argument(
+        "-n", "--namespace", default=None, help="namespace (default: the context's namespace)"
+    )
+    p = argparse.ArgumentParser(prog=prog, description="wasmlet apps, nodes and instance logs")
+    p.add_argument("--version", action="version", version=f"%(prog)s {wasmlet_version()}")
     sub = p.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("status", help="apps, nodes and instances")
-    s.add_argument("-n", "--namespace", default=None)
-    lg = sub.add_parser("logs", help="instance logs of an app, from every node running it")
+    s = sub.add_parser("status", parents=[common], help="apps, nodes and instances")
+    s.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
+    s.add_argument("-o", "--output", choices=OUTPUTS, default=None, help="wide, json or yaml")
+    lg = sub.add_parser(
+        "logs", parents=[common], help="instance logs of an app, from every node running it"
+    )
     lg.add_argument("app")
-    lg.add_argument("-n", "--namespace", default="default")
-    lg.add_argument("--tail", type=int, default=100)
-    args = p.parse_args(argv)
-    with _api() as api:
+    lg.add_argument("--tail", type=int, default=100, help="lines per instance (default 100)")
+    lg.add_argument("--instance", default=None, help="only this instance (see wasmlet status)")
+    return p
+
+
+def main(argv: list[str], prog: str = "wasmlet") -> int:
+    args = build_parser(prog).parse_args(argv)
+    target = resolve(args)
+    with _api(target) as api:
         custom = client.CustomObjectsApi(api)
         if args.command == "status":
-            return status(custom, args.namespace, sys.stdout)
+            return status(custom, target.namespace, sys.stdout, args.output)
+        assert target.namespace is not None
         token = agent_client.bearer_of(api)
-        return logs(custom, args.namespace, args.app, args.tail, sys.stdout, token)
+        return logs(custom, target.namespace, args.app, args.tail, sys.stdout, token,
+                    args.instance)  # fmt: skip

@@ -13,6 +13,7 @@ import contextlib
 import sys
 from pathlib import Path
 
+from wasmlet.version import wasmlet_version
 from wasmlet_dev.cluster.binaries import repo_root
 from wasmlet_dev.cluster.cli import default_workdir, run_up
 from wasmlet_dev.cluster.cluster import LocalCluster
@@ -37,6 +38,7 @@ def node_address(index: int) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="wasmlet dev", description=__doc__)
+    p.add_argument("--version", action="version", version=f"%(prog)s {wasmlet_version()}")
     sub = p.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start everything in the foreground; Ctrl-C stops it")
     up.add_argument("--workdir", type=Path, default=None)

@@ -242,7 +242,7 @@ class CommandInstance:
         over = storage.finish()
         ran_for = time.monotonic() - t0
         if metrics is not None:
-            metrics.cold_start.labels(app=app, phase="instantiate").observe(
+            metrics.cold_start.labels(namespace=ns, app=app, phase="instantiate").observe(
                 result.instantiate_seconds
             )
         status.memory_bytes = result.peak_memory_bytes

@@ -256,7 +256,7 @@ class HttpFront:
                             resp.status, resp.error)  # fmt: skip
             if self.metrics is not None and resp.result is not None:
                 # Every request is a fresh instance: its start is a cold start.
-                self.metrics.cold_start.labels(app=name, phase="instantiate").observe(
+                self.metrics.cold_start.labels(namespace=ns, app=name, phase="instantiate").observe(
                     resp.result.instantiate_seconds
                 )
             # A list keeps repeated headers (Set-Cookie) apart.

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from wasmlet import logfmt
+from wasmlet.version import wasmlet_version
 from wasmlet_agent.cache import unwritable_reason
 from wasmlet_agent.config import AgentConfig, ClusterConfig, FrontLimits, parse_labels
 
@@ -23,6 +24,7 @@ def _default_cache(command: str) -> Path:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="wasmlet-agent", description=__doc__)
+    p.add_argument("--version", action="version", version=f"%(prog)s {wasmlet_version()}")
     sub = p.add_subparsers(dest="command", required=True)
     for name, help_ in (
         ("run", "run WasmApp manifests from files, no cluster"),

@@ -5,6 +5,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.process_collector import ProcessCollector
 
+from wasmlet.version import wasmlet_version
+
 # Cold-start phases are sub-millisecond to seconds (pull over a network, compile a Go module).
 _PHASE_BUCKETS = (
     0.00002, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
@@ -22,11 +24,16 @@ class AgentMetrics:
         self.info = Gauge(
             "wasmlet_agent_info", "Agent build and node.", ["node", "wasmtime"], registry=registry
         )
+        self.build_info = Gauge(
+            "wasmlet_build_info", "Always 1; the labels say which wasmlet build runs.",
+            ["component", "version"], registry=registry,
+        )  # fmt: skip
+        self.build_info.labels(component="agent", version=wasmlet_version()).set(1)
         self.cold_start = Histogram(
             "wasmlet_cold_start_seconds",
             "Time spent in each phase of starting an instance: pull, compile, load "
             "(precompiled from cache), instantiate.",
-            ["app", "phase"],
+            ["namespace", "app", "phase"],
             buckets=_PHASE_BUCKETS,
             registry=registry,
         )

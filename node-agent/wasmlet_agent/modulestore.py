@@ -70,9 +70,10 @@ class ModuleStore:
         with self._guard:
             return self._locks.setdefault(digest, threading.Lock())
 
-    def _observe(self, app: str, phase: str, seconds: float) -> None:
+    def _observe(self, namespace: str, app: str, phase: str, seconds: float) -> None:
         if self.metrics is not None:
-            self.metrics.cold_start.labels(app=app, phase=phase).observe(seconds)
+            labels = {"namespace": namespace, "app": app, "phase": phase}
+            self.metrics.cold_start.labels(**labels).observe(seconds)
 
     def _source(
         self, namespace: str, spec: ModuleSpec
@@ -191,7 +192,7 @@ class ModuleStore:
         cached = self._get_scoped(namespace, spec, known, fetch)
         digest = cached.digest
         if cached.fetched:
-            self._observe(app, "pull", time.perf_counter() - t0)
+            self._observe(namespace, app, "pull", time.perf_counter() - t0)
         with self._lock(digest):
             if digest in self._loaded:
                 return Ready(digest, self._loaded[digest], cached.fetched, compiled=False)
@@ -209,8 +210,8 @@ class ModuleStore:
             module = LoadedModule.from_serialized(self.engine, artifact, name=digest[:19])
             t3 = time.perf_counter()
             if compiled:
-                self._observe(app, "compile", t2 - t1)
-            self._observe(app, "load", t3 - t2)
+                self._observe(namespace, app, "compile", t2 - t1)
+            self._observe(namespace, app, "load", t3 - t2)
             if self.metrics is not None:
                 kind = "compiled"
                 (self.metrics.cache_misses if compiled else self.metrics.cache_hits).labels(

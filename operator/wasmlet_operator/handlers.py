@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -32,6 +34,7 @@ from wasmlet_operator.reconcile import Reconciler
 from wasmlet_operator.state import ClusterState
 
 log = logging.getLogger("wasmlet.operator")
+REPORTING_COMPONENT = "wasmlet-operator"
 
 
 def _post_event(body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
@@ -44,6 +47,15 @@ def _post_event(body: Mapping[str, Any], type_: str, reason: str, message: str) 
     )
 
 
+def configure_settings(settings: kopf.OperatorSettings) -> None:
+    settings.persistence.finalizer = f"{GROUP}/cleanup"
+    settings.posting.level = logging.WARNING  # kopf's own handler chatter stays out of Events
+    # Events say who posted them (`kubectl describe`'s From column), as the kubelet's do.
+    settings.posting.reporting_component = REPORTING_COMPONENT
+    settings.posting.reporting_instance = os.environ.get("POD_NAME") or socket.gethostname()
+    settings.posting.event_name_prefix = "wasmlet-"
+
+
 def build_registry(
     kube: Kube, state: ClusterState, resync_seconds: float = 30.0, grants: Grants | None = None
 ) -> kopf.OperatorRegistry:
@@ -52,8 +64,7 @@ def build_registry(
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-        settings.persistence.finalizer = f"{GROUP}/cleanup"
-        settings.posting.level = logging.WARNING  # kopf's own handler chatter stays out of Events
+        configure_settings(settings)
         settings.watching.server_timeout = 60
         settings.watching.connect_timeout = 5
         settings.networking.request_timeout = 30
@@ -112,6 +123,8 @@ def build_registry(
                         kube.metrics.reconciles.inc()
                         kube.metrics.reconcile_duration.observe(time.perf_counter() - t0)
                 except ApiException as e:
+                    if kube.metrics is not None:
+                        kube.metrics.reconcile_errors.labels(reason=str(e.reason or e.status)).inc()
                     log.warning(
                         "reconcile %s/%s failed: %s %s: %s",
                         namespace, name, e.status, e.reason, (e.body or "")[:600],
@@ -119,6 +132,8 @@ def build_registry(
                     await asyncio.sleep(1)
                     continue
                 except Exception as e:  # e.g. the API server is restarting: retry soon
+                    if kube.metrics is not None:
+                        kube.metrics.reconcile_errors.labels(reason=type(e).__name__).inc()
                     log.warning("reconcile %s/%s failed: %s", namespace, name, e)
                     await asyncio.sleep(1)
                     continue
@@ -139,6 +154,8 @@ def build_registry(
         # Only objects this app owns; a same-named Service of someone else's stays.
         await kube.delete_service_objects(namespace, name, uid or "")
         state.forget_app(key)
+        if kube.metrics is not None:
+            kube.metrics.forget_app(namespace, name)
 
     return registry
 
@@ -156,6 +173,6 @@ async def watch_heartbeats(
             state.wake_all()
         if metrics is not None:
             now = datetime.now(UTC)
-            metrics.nodes_ready.set(sum(1 for n in state.nodes if state.node_ready(n, now)))
+            metrics.set_nodes({n: state.node_ready(n, now) for n in state.nodes})
             metrics.apps.set(state.app_count())
         await asyncio.sleep(period)

@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from wasmlet import logfmt
 from wasmlet.api.constants import SYSTEM_NAMESPACE
 from wasmlet.clients import api_client as make_api_client
+from wasmlet.version import wasmlet_version
 from wasmlet_operator.grant_writer import Grants
 from wasmlet_operator.handlers import build_registry, watch_heartbeats
 from wasmlet_operator.kube import Kube
@@ -30,6 +31,7 @@ log = logging.getLogger("wasmlet.operator")
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="wasmlet-operator", description=__doc__)
+    p.add_argument("--version", action="version", version=f"%(prog)s {wasmlet_version()}")
     p.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG"))
     p.add_argument(
         "--node-grace-seconds",

@@ -238,9 +238,12 @@ class Reconciler:
         generation = int(app["metadata"].get("generation") or 1)
         merged = merge_conditions(old.get("conditions") or [], conditions, rfc3339(now), generation)
         status = {**fields, "observedGeneration": generation, "conditions": merged}
+        meta = app["metadata"]
+        if self.kube.metrics is not None:
+            desired = int((app.get("spec") or {}).get("replicas") or 0)
+            self.kube.metrics.set_app(meta["namespace"], meta["name"], desired, status, merged)
         if all(old.get(k) == v for k, v in status.items()):
             return
-        meta = app["metadata"]
         await self.kube.patch_app_status(meta["namespace"], meta["name"], status)
         self._post_transition_events(app, old.get("conditions") or [], merged)
 

@@ -8,12 +8,12 @@ import threading
 import pytest
 
 from tests.agent.conftest import OciModule, StartAgent
-from tests.agent.harness import RunningAgent, free_port, request, wait_until, wasm_app
+from tests.agent.harness import NS, RunningAgent, free_port, request, wait_until, wasm_app
 from wasmlet_agent.apps import DesiredApp
 
 
 def _instantiations(agent: RunningAgent, app: str) -> float:
-    n = agent.metric("wasmlet_cold_start_seconds_count", app=app, phase="instantiate")
+    n = agent.metric("wasmlet_cold_start_seconds_count", namespace=NS, app=app, phase="instantiate")
     return n or 0.0
 
 

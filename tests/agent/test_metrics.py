@@ -9,6 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.agent.conftest import OciModule, StartAgent
 from tests.agent.harness import (
+    NS,
     Objects,
     configmap_doc,
     configmap_module,
@@ -41,16 +42,20 @@ def test_metrics_after_traffic(start: StartAgent, oci: OciModule, tmp_path: Path
     m = agent.metric
     version = metadata.version("wasmtime")
     assert m("wasmlet_agent_info", node="test-node", wasmtime=version) == 1
+    assert m("wasmlet_build_info", component="agent", version=metadata.version("wasmlet")) == 1
     assert (m("process_resident_memory_bytes") or 0) > 0
     # Cold start phases: pulled and compiled once, loaded, then an instance per start.
-    assert m("wasmlet_cold_start_seconds_count", app="ticker", phase="pull") == 1
-    assert m("wasmlet_cold_start_seconds_count", app="ticker", phase="compile") == 1
-    assert m("wasmlet_cold_start_seconds_count", app="ticker", phase="load") == 1
-    assert m("wasmlet_cold_start_seconds_count", app="ticker", phase="instantiate") is None
-    assert m("wasmlet_cold_start_seconds_count", app="web", phase="instantiate") == 4
-    assert (m("wasmlet_cold_start_seconds_sum", app="web", phase="instantiate") or 0) > 0
+    cold = "wasmlet_cold_start_seconds_count"
+    assert m(cold, namespace=NS, app="ticker", phase="pull") == 1
+    assert m(cold, namespace=NS, app="ticker", phase="compile") == 1
+    assert m(cold, namespace=NS, app="ticker", phase="load") == 1
+    assert m(cold, namespace=NS, app="ticker", phase="instantiate") is None
+    assert m(cold, namespace=NS, app="web", phase="instantiate") == 4
+    assert (
+        m("wasmlet_cold_start_seconds_sum", namespace=NS, app="web", phase="instantiate") or 0
+    ) > 0
     wait_until(
-        lambda: m("wasmlet_cold_start_seconds_count", app="fails", phase="instantiate"),
+        lambda: m(cold, namespace=NS, app="fails", phase="instantiate"),
         "an instantiation of the failing app",
     )
 
@@ -90,6 +95,7 @@ def test_metrics_after_traffic(start: StartAgent, oci: OciModule, tmp_path: Path
     families = {f.name: f for f in text_string_to_metric_families(resp.text)}
     for name in (
         "wasmlet_agent_info",
+        "wasmlet_build_info",
         "wasmlet_cold_start_seconds",
         "wasmlet_instances",
         "wasmlet_app_linear_memory_bytes",

@@ -9,6 +9,7 @@ import pytest
 
 from tests.agent.conftest import OciModule, StartAgent
 from tests.agent.harness import (
+    NS,
     Objects,
     RunningAgent,
     TcpForwarder,
@@ -190,7 +191,10 @@ def test_restarted_agent_starts_from_its_cache(
         first.apply(app)
         first.wait_report("ticker", lambda r: r.ready == 1, "running")
         assert first.metric("wasmlet_module_cache_misses_total", kind="compiled") == 1
-        assert first.metric("wasmlet_cold_start_seconds_count", app="ticker", phase="pull") == 1
+        pulls = first.metric(
+            "wasmlet_cold_start_seconds_count", namespace=NS, app="ticker", phase="pull"
+        )
+        assert pulls == 1
         first.stop()
         if by == "digest":
             private.stop()
@@ -207,9 +211,9 @@ def test_restarted_agent_starts_from_its_cache(
     assert not second.metric("wasmlet_module_cache_misses_total", kind="module")
     # Loaded, not pulled or compiled.
     cold_start = "wasmlet_cold_start_seconds_count"
-    assert second.metric(cold_start, app="ticker", phase="load") == 1
-    assert second.metric(cold_start, app="ticker", phase="pull") is None
-    assert second.metric(cold_start, app="ticker", phase="compile") is None
+    assert second.metric(cold_start, namespace=NS, app="ticker", phase="load") == 1
+    assert second.metric(cold_start, namespace=NS, app="ticker", phase="pull") is None
+    assert second.metric(cold_start, namespace=NS, app="ticker", phase="compile") is None
     pulled = [e for e in second.events_of("ticker") if e.reason == "Pulled"]
     assert pulled and "from cache, precompiled" in pulled[0].message
 
@@ -221,16 +225,16 @@ def test_apps_share_a_loaded_module_until_none_uses_it(
     cold_start = "wasmlet_cold_start_seconds_count"
     agent.apply(wasm_app("one", oci("long")))
     agent.wait_report("one", lambda r: r.ready == 1, "running")
-    assert agent.metric(cold_start, app="one", phase="load") == 1
+    assert agent.metric(cold_start, namespace=NS, app="one", phase="load") == 1
     # Another app with the same module uses the copy in memory.
     agent.apply(wasm_app("one", oci("long")), wasm_app("two", oci("long")))
     agent.wait_report("two", lambda r: r.ready == 1, "running")
-    assert agent.metric(cold_start, app="two", phase="load") is None
+    assert agent.metric(cold_start, namespace=NS, app="two", phase="load") is None
     # Once no app uses it, it leaves memory; it comes back from the disk cache, precompiled.
     agent.apply()
     wait_until(lambda: not instance_threads(), "instances to stop")
     agent.apply(wasm_app("two", oci("long")))
     agent.wait_report("two", lambda r: r.ready == 1, "running again")
-    assert agent.metric(cold_start, app="two", phase="load") == 1
-    assert agent.metric(cold_start, app="two", phase="compile") is None
+    assert agent.metric(cold_start, namespace=NS, app="two", phase="load") == 1
+    assert agent.metric(cold_start, namespace=NS, app="two", phase="compile") is None
     assert agent.metric("wasmlet_module_cache_hits_total", kind="compiled") == 1

@@ -120,6 +120,15 @@ def test_describe_shows_conditions_and_events(stack: Stack, namespace: str) -> N
     )
     for text in ("Ready", "Progressing", "Degraded", "InstancesReady"):
         assert text in out
+    # The operator's Events name it, not kopf (kubectl describe's From column).
+    events = json.loads(
+        stack.kube.kubectl(
+            "get", "events", "-n", namespace, "-o", "json",
+            "--field-selector", "involvedObject.name=described,reason=Ready",
+        ).stdout
+    )["items"]  # fmt: skip
+    assert events and all(e["source"]["component"] == "wasmlet-operator" for e in events)
+    assert all(e["reportingComponent"] == "wasmlet-operator" for e in events)
 
 
 def test_delete_stops_every_instance_and_leaves_nothing(stack: Stack, namespace: str) -> None:

@@ -1,0 +1,1 @@
+"""Monitoring as code: the alert rules (and dashboards) rendered into deploy/monitoring/."""
