@@ -72,6 +72,14 @@ def _table(rows: list[list[str]], out: TextIO) -> None:
         out.write("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n")
 
 
+def _ready(node_status: dict[str, Any]) -> str:
+    """The Ready condition's status: True, Unknown (heartbeat stale), False, or - if none."""
+    for c in node_status.get("conditions") or []:
+        if c.get("type") == "Ready":
+            return str(c.get("status", "-"))
+    return "-"
+
+
 def status(custom: Any, namespace: str | None, out: TextIO, output: str | None = None) -> int:
     """Apps, nodes and instances in `namespace` (None: every namespace); `output` is one of
     OUTPUTS (json and yaml print the objects as a kubectl List)."""
@@ -107,13 +115,13 @@ def status(custom: Any, namespace: str | None, out: TextIO, output: str | None =
             rows[-1] += [str(st.get("updatedReplicas", 0)), ready.get("message", "") or "-"]
     _table(rows, out)
     out.write("\nNODES\n")
-    rows = [["NAME", "ADDRESS", "INSTANCES", "CAPACITY", "WASMTIME"]]
+    rows = [["NAME", "READY", "ADDRESS", "INSTANCES", "CAPACITY", "WASMTIME"]]
     if wide:
         rows[0] += ["AGENT-PORT", "LABELS"]
     for n in nodes.get("items", []):
         st = n.get("status") or {}
         rows.append([
-            n["metadata"]["name"], st.get("address", "-"), str(st.get("instances", 0)),
+            n["metadata"]["name"], _ready(st), st.get("address", "-"), str(st.get("instances", 0)),
             str((st.get("capacity") or {}).get("instances", "-")),
             (st.get("nodeInfo") or {}).get("wasmtimeVersion", "-"),
         ])  # fmt: skip

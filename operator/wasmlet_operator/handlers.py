@@ -30,6 +30,7 @@ from wasmlet.api.constants import (
 from wasmlet_operator.grant_writer import Grants
 from wasmlet_operator.kube import Kube
 from wasmlet_operator.metrics import OperatorMetrics
+from wasmlet_operator.nodes import needs_unknown, unknown_ready_patch
 from wasmlet_operator.reconcile import Reconciler
 from wasmlet_operator.state import ClusterState
 
@@ -161,16 +162,29 @@ def build_registry(
 
 
 async def watch_heartbeats(
-    state: ClusterState, period: float = 1.0, metrics: OperatorMetrics | None = None
+    state: ClusterState,
+    period: float = 1.0,
+    metrics: OperatorMetrics | None = None,
+    kube: Kube | None = None,
 ) -> None:
     """Lease expiry produces no watch event, so look at the clock (kopf timers would put
-    finalizers on WasmNodes, which only their agents may write)."""
+    finalizers on WasmNodes, which only their agents may write). With `kube`, a node whose
+    heartbeat is stale gets Ready=Unknown in its status, the one field the operator writes
+    on a WasmNode (as the node lifecycle controller does for Nodes)."""
     while True:
         changed = state.refresh_readiness(datetime.now(UTC))
         for node, ready in changed:
             log.info("node %s is %s", node, "ready" if ready else "not ready (no heartbeat)")
         if changed:
             state.wake_all()
+        if kube is not None:
+            now = datetime.now(UTC)
+            for name, body in list(state.nodes.items()):
+                if needs_unknown(body, state.node_ready(name, now)):
+                    try:
+                        await kube.patch_node_status(name, unknown_ready_patch(now, state.grace))
+                    except ApiException as e:
+                        log.warning("node %s: cannot set Ready=Unknown: %s", name, e.reason)
         if metrics is not None:
             now = datetime.now(UTC)
             metrics.set_nodes({n: state.node_ready(n, now) for n in state.nodes})

@@ -9,7 +9,7 @@ from typing import Any, cast
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from wasmlet.api.constants import GROUP, VERSION, WASMAPPS, WASMPLACEMENTS
+from wasmlet.api.constants import GROUP, VERSION, WASMAPPS, WASMNODES, WASMPLACEMENTS
 from wasmlet_operator.metrics import OperatorMetrics
 from wasmlet_operator.ownership import Ownership, ownership
 
@@ -26,6 +26,12 @@ class Kube:
         if self.metrics is not None:
             self.metrics.api_requests.labels(operation=fn.__name__).inc()
         return await asyncio.to_thread(fn, *args, **kwargs)
+
+    async def patch_node_status(self, node: str, patch: Mapping[str, Any]) -> None:
+        """The operator's one write to a WasmNode: Ready=Unknown once its heartbeat is stale."""
+        await self._call(
+            self.custom.patch_cluster_custom_object_status, GROUP, VERSION, WASMNODES, node, patch
+        )
 
     async def create_placement(self, body: Mapping[str, Any]) -> Mapping[str, Any] | None:
         """The created object, or None if it already exists (a watch event will bring it)."""

@@ -140,7 +140,7 @@ async def act(
                 liveness_endpoint=args.liveness,
             )
         ),
-        asyncio.create_task(watch_heartbeats(state, metrics=metrics)),
+        asyncio.create_task(watch_heartbeats(state, metrics=metrics, kube=kube)),
         asyncio.create_task(elector.hold()),
         asyncio.create_task(grants.run()),
     ]

@@ -67,3 +67,33 @@ def node_from(
         used_instances=used_instances,
         used_memory_bytes=used_memory_bytes,
     )
+
+
+def ready_status(node: Mapping[str, Any]) -> str | None:
+    """The status of the WasmNode's Ready condition ("True", "False", "Unknown"), if any."""
+    for c in (node.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Ready":
+            return str(c.get("status"))
+    return None
+
+
+def needs_unknown(node: Mapping[str, Any], heartbeat_fresh: bool) -> bool:
+    """Like the node lifecycle controller: a node whose heartbeat went stale while its agent's
+    last word was Ready=True gets Ready=Unknown (the agent sets True again when it is back)."""
+    return not heartbeat_fresh and ready_status(node) == "True"
+
+
+def unknown_ready_patch(now: datetime, grace: float) -> dict[str, Any]:
+    return {
+        "status": {
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "Unknown",
+                    "reason": "NodeStatusUnknown",
+                    "message": f"the agent stopped heartbeating (no Lease renewal for {grace:g}s)",
+                    "lastTransitionTime": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                }
+            ]
+        }
+    }

@@ -147,6 +147,11 @@ def stopped_agent(stack: Stack) -> Iterator[str]:
         yield agent.node
     finally:
         agent.restart()
+        wait_until(  # back: the agent writes Ready=True itself
+            lambda: f"{agent.node}   True" in stack.kube.kubectl("get", "wasmnodes").stdout,
+            f"{agent.node} Ready again",
+            timeout=60,
+        )
 
 
 def test_a_stopped_agent_fires_agent_down_and_node_not_ready(
@@ -156,6 +161,15 @@ def test_a_stopped_agent_fires_agent_down_and_node_not_ready(
     assert down["job"] == "wasmlet-agents"
     wait_firing(prometheus, "WasmletNodeNotReady", node=stopped_agent)
     assert not firing(prometheus, "WasmletNodeNotReady", node="e2e-node-1")
+    # The operator marks the WasmNode Ready=Unknown; kubectl's READY column shows it.
+    wait_until(
+        lambda: f"{stopped_agent}   Unknown" in stack.kube.kubectl("get", "wasmnodes").stdout,
+        "Ready=Unknown on the stopped node",
+        timeout=30,
+    )
+    listing = stack.kube.kubectl("get", "wasmnodes").stdout
+    assert listing.split("\n")[0].split()[:2] == ["NAME", "READY"]
+    assert "e2e-node-1   True" in listing
 
 
 def test_a_stopped_operator_fires_no_leader(stack: Stack, prometheus: Prometheus) -> None:
