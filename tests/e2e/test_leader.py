@@ -59,5 +59,7 @@ def test_standby_operator_waits_then_takes_over(stack: Stack, namespace: str) ->
         wait_until(lambda: ready(stack, namespace, "after"), "reconciled by the new leader")
     finally:
         stack.operator.stop()
-        stack.operator = standby  # the fixture stops it; later tests use it
-        stack.operator_metrics_port = standby_metrics
+        # Later tests (and the session's Prometheus) expect the operator on the stack's own
+        # metrics port: the standby makes way for a fresh operator there.
+        stack.operator = standby
+        stack.restart_operator()
