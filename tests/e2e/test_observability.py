@@ -78,7 +78,7 @@ def test_every_dashboard_query_has_data(
                 http_get(f"http://{endpoint}/")
             return bool(prometheus.query(e))
 
-        wait_until(has_data, f"data for {where}: {expr}", timeout=40, interval=0.5)
+        wait_until(has_data, f"data for {where}: {expr}", timeout=120, interval=0.5)
     by_code = f'sum by (app, code) (wasmlet_http_requests_total{{namespace="{namespace}"}})'
     observed = wait_until(
         lambda: [
