@@ -13,7 +13,7 @@ from tests.fixtures.prometheus import Prometheus
 from tests.fixtures.stack import Stack, wasmapp
 from wasmlet_dev.cluster.stack import http_get
 from wasmlet_dev.ports import free_port
-from wasmlet_dev.waits import wait_until
+from wasmlet_dev.waits import WaitTimeout, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -78,7 +78,15 @@ def test_every_dashboard_query_has_data(
                 http_get(f"http://{endpoint}/")
             return bool(prometheus.query(e))
 
-        wait_until(has_data, f"data for {where}: {expr}", timeout=120, interval=0.5)
+        try:
+            wait_until(has_data, f"data for {where}: {expr}", timeout=120, interval=0.5)
+        except WaitTimeout as e:
+            raw = prometheus.query(f'wasmlet_http_requests_total{{namespace="{namespace}"}}')
+            placed = stack.kube.kubectl("get", "wasmplacements", "-A", "-o", "wide").stdout
+            raise AssertionError(
+                f"{e}\ntargets:\n{prometheus.target_health()}\nrequest counters: {raw}\n"
+                f"placements:\n{placed}"
+            ) from e
     by_code = f'sum by (app, code) (wasmlet_http_requests_total{{namespace="{namespace}"}})'
     observed = wait_until(
         lambda: [
