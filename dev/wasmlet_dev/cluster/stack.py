@@ -18,6 +18,7 @@ from kubernetes.client.exceptions import ApiException
 from wasmlet import agent_client
 from wasmlet.api.constants import SYSTEM_NAMESPACE
 from wasmlet_dev.cluster.identities import ClusterEndpoint, write_kubeconfig
+from wasmlet_dev.ports import free_port
 from wasmlet_dev.processes import ManagedProcess
 from wasmlet_dev.waits import wait_until
 
@@ -127,12 +128,18 @@ def start_operator(
 
 
 def agent_argv(
-    node: str, address: str, kubeconfig: Path, cache_dir: Path, labels: dict[str, str]
+    node: str,
+    address: str,
+    kubeconfig: Path,
+    cache_dir: Path,
+    labels: dict[str, str],
+    api_port: int = 0,
 ) -> list[str]:
     return [
         sys.executable, "-m", "wasmlet_agent.main", "node",
         "--node-name", node,
         "--address", address,
+        "--api-port", str(api_port),
         "--kubeconfig", str(kubeconfig),
         "--cache-dir", str(cache_dir),
         "--labels", ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
@@ -152,7 +159,9 @@ def start_agent(
         workdir / "identities" / f"{node}.kubeconfig", endpoint, agent_token(api, node), node
     )
     cache_dir = workdir / "agents" / node
-    argv = agent_argv(node, address, kubeconfig, cache_dir, labels or {})
+    # A fixed API port: a restarted agent is found where Prometheus was told to scrape it,
+    # as a kubelet keeps its port (restarts within a test would otherwise leave a dead target).
+    argv = agent_argv(node, address, kubeconfig, cache_dir, labels or {}, free_port(address))
     proc = ManagedProcess.start(f"agent {node}", argv, workdir / "logs" / f"{node}.log")
     return AgentProcess(node, address, proc, kubeconfig, cache_dir, argv)
 
