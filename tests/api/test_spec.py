@@ -160,10 +160,13 @@ BAD: list[tuple[dict[str, Any], str]] = [
         "spec.progressDeadlineSeconds: must be greater than spec.backoff.initialSeconds (10)",
     ),
     (
-        {"module": {"oci": {"reference": "a"}}, "progressDeadlineSeconds": 2,
-         "backoff": {"initialSeconds": 2}},
+        {
+            "module": {"oci": {"reference": "a"}},
+            "progressDeadlineSeconds": 2,
+            "backoff": {"initialSeconds": 2},
+        },
         "raise progressDeadlineSeconds or lower backoff.initialSeconds",
-    ),  # fmt: skip
+    ),
 ]
 
 

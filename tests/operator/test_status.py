@@ -27,7 +27,9 @@ def test_all_ready() -> None:
         {"node": "b", "replicas": 1, "readyReplicas": 1},
     ]
     c = by_type(conds)
-    assert [(c[t].status, c[t].reason) for t in ("Ready", "Available", "Progressing", "Degraded")] == [
+    assert [
+        (c[t].status, c[t].reason) for t in ("Ready", "Available", "Progressing", "Degraded")
+    ] == [
         ("True", "InstancesReady"),
         ("True", "MinimumInstancesAvailable"),
         ("True", "RolloutComplete"),  # a Deployment's semantics: converged is not False
