@@ -297,9 +297,11 @@ def test_get_prints_columns(kube, namespace: str) -> None:
                  "--type=merge", "-p", json.dumps({"status": rolling}))  # fmt: skip
     wide = kube.kubectl("get", "wasmapps", "-n", namespace, "-o", "wide").stdout.splitlines()
     assert wide[0].split() == [
-        "NAME", "READY", "REPLICAS", "MODE", "MODULE", "AGE", "TARGET", "PROGRESSING",
+        "NAME", "READY", "REPLICAS", "MODE", "MODULE", "TARGET", "PROGRESSING", "AGE",
     ]  # fmt: skip
-    assert wide[1].split()[-2:] == ["r.example/app:2", "RolloutInProgress"]
+    assert wide[1].split()[4:7] == [
+        "r.example/app:1@sha256:ab", "r.example/app:2", "RolloutInProgress",
+    ]  # fmt: skip
     stored = json.loads(
         kube.kubectl("get", "wasmapp", "cols", "-n", namespace, "-o", "json").stdout
     )
