@@ -55,8 +55,8 @@ def test_a_rollout_to_a_missing_tag_keeps_serving_and_reports_stuck_then_converg
     v2 = f"{stack.registry}/e2e/{namespace}/web:v2"  # not pushed yet
     port = free_port(stack.agents["e2e-node-1"].address)
     # A short deadline; the first restart delay must stay below it (the CRD checks).
-    spec = {"mode": "http", "http": {"port": port}, "replicas": 2,
-            "progressDeadlineSeconds": 6, "backoff": {"initialSeconds": 1, "maxSeconds": 2}}  # fmt: skip
+    spec = {"mode": "http", "http": {"port": port}, "replicas": 2, "progressDeadlineSeconds": 6,
+            "backoff": {"initialSeconds": 1, "maxSeconds": 2}}  # fmt: skip
     stack.apply(namespace, wasmapp("web", v1, **spec))
     wait_until(lambda: complete(stack, namespace, "web"), "v1 rolled out")
     before = status(stack, namespace, "web")
