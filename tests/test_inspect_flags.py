@@ -60,9 +60,12 @@ class FakeCustom:
         "metadata": {"namespace": "team-a", "name": "web"},
         "spec": {"replicas": 2, "mode": "http"},
         "status": {
-            "ready": "1/2", "updatedReplicas": 1, "module": "r/web:v1",
+            "ready": "1/2", "updatedReplicas": 1, "module": "r/web:v1@sha256:aa",
+            "targetModule": "r/web:v2",
             "conditions": [{"type": "Ready", "status": "False", "reason": "Shortfall",
-                            "message": "1 of 2 instances ready"}],
+                            "message": "1 of 2 instances ready"},
+                           {"type": "Progressing", "status": "False",
+                            "reason": "ProgressDeadlineExceeded"}],
         },
     }  # fmt: skip
     node = {
@@ -102,8 +105,10 @@ def test_status_wide_adds_columns() -> None:
     plain, wide = io.StringIO(), io.StringIO()
     status(FakeCustom(), "team-a", plain)
     status(FakeCustom(), "team-a", wide, "wide")
-    assert "MESSAGE" not in plain.getvalue()
-    for text in ("UPDATED", "1 of 2 instances ready", "AGENT-PORT", "zone=a", "EXIT", "r1"):
+    assert "MESSAGE" not in plain.getvalue() and "r/web:v2" not in plain.getvalue()
+    assert "r/web:v1@sha256:aa" in plain.getvalue()  # MODULE: what serves
+    for text in ("UPDATED", "1 of 2 instances ready", "AGENT-PORT", "zone=a", "EXIT", "r1",
+                 "TARGET", "r/web:v2", "False/ProgressDeadlineExceeded"):  # fmt: skip
         assert text in wide.getvalue()
 
 

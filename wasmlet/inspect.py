@@ -97,22 +97,31 @@ def status(custom: Any, namespace: str | None, out: TextIO, output: str | None =
         return 0
     wide = output == "wide"
     out.write("APPS\n")
+    # MODULE is what the ready instances run; TARGET what the spec asks for (they differ
+    # during a rollout, and stay apart while one is stuck: see PROGRESSING).
     rows = [["NAMESPACE", "NAME", "READY", "MODE", "CONDITION", "MODULE"]]
     if wide:
-        rows[0] += ["UPDATED", "MESSAGE"]
+        rows[0] += ["TARGET", "PROGRESSING", "UPDATED", "MESSAGE"]
     for a in apps.get("items", []):
         st = a.get("status") or {}
-        ready: dict[str, Any] = next(
-            (c for c in st.get("conditions") or [] if c.get("type") == "Ready"), {}
-        )
+        conds = {c.get("type"): c for c in st.get("conditions") or []}
+        ready: dict[str, Any] = conds.get("Ready") or {}
         cond = f"{ready.get('status', '?')}/{ready.get('reason', '')}" if ready else "-"
         rows.append([
             a["metadata"]["namespace"], a["metadata"]["name"],
             st.get("ready", f"0/{a['spec'].get('replicas', 0)}"),
-            a["spec"].get("mode", "command"), cond, st.get("module", "-"),
+            a["spec"].get("mode", "command"), cond, st.get("module") or "-",
         ])  # fmt: skip
         if wide:
-            rows[-1] += [str(st.get("updatedReplicas", 0)), ready.get("message", "") or "-"]
+            progressing = conds.get("Progressing") or {}
+            rows[-1] += [
+                st.get("targetModule") or "-",
+                f"{progressing.get('status')}/{progressing.get('reason', '')}"
+                if progressing
+                else "-",
+                str(st.get("updatedReplicas", 0)),
+                ready.get("message", "") or "-",
+            ]
     _table(rows, out)
     out.write("\nNODES\n")
     rows = [["NAME", "READY", "ADDRESS", "INSTANCES", "CAPACITY", "WASMTIME"]]

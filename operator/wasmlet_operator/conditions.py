@@ -22,6 +22,9 @@ class Condition:
     status: str  # "True" | "False" | "Unknown"
     reason: str
     message: str = ""
+    # Progressing only: when the rollout last made progress (RFC 3339), like a Deployment's
+    # lastUpdateTime; the progress deadline counts from it, so it is kept in status.
+    last_update: str | None = None
 
 
 def merge_conditions(
@@ -35,14 +38,15 @@ def merge_conditions(
     out: list[dict[str, Any]] = []
     for c in wanted:
         since = transition_time(old.get(c.type), c.status, now)
-        out.append(
-            {
-                "type": c.type,
-                "status": c.status,
-                "reason": c.reason,
-                "message": c.message,
-                "lastTransitionTime": since,
-                "observedGeneration": generation,
-            }
-        )
+        entry = {
+            "type": c.type,
+            "status": c.status,
+            "reason": c.reason,
+            "message": c.message,
+            "lastTransitionTime": since,
+            "observedGeneration": generation,
+        }
+        if c.last_update is not None:
+            entry["lastUpdateTime"] = c.last_update
+        out.append(entry)
     return out

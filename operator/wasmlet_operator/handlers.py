@@ -119,7 +119,7 @@ def build_registry(
                     return
                 try:
                     t0 = time.perf_counter()
-                    await reconciler.reconcile(body)
+                    deadline_in = await reconciler.reconcile(body)
                     if kube.metrics is not None:
                         kube.metrics.reconciles.inc()
                         kube.metrics.reconcile_duration.observe(time.perf_counter() - t0)
@@ -138,8 +138,14 @@ def build_registry(
                     log.warning("reconcile %s/%s failed: %s", namespace, name, e)
                     await asyncio.sleep(1)
                     continue
+                # Also wake when a rollout's progress deadline passes: nothing else would.
+                timeout = (
+                    resync_seconds
+                    if deadline_in is None
+                    else min(resync_seconds, deadline_in + 0.5)
+                )
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), timeout=resync_seconds)
+                    await asyncio.wait_for(wake.wait(), timeout=timeout)
                 await asyncio.sleep(0.05)  # coalesce bursts of events into one reconcile
         finally:
             if stopped:

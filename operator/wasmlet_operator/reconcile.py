@@ -27,9 +27,9 @@ from wasmlet_operator.kube import Kube
 from wasmlet_operator.ownership import conflict_message, with_name_conflict
 from wasmlet_operator.placement import Placement, place
 from wasmlet_operator.placement_specs import plan_placements
-from wasmlet_operator.rollout import NodeRollout, nodes_to_switch
+from wasmlet_operator.rollout import NodeRollout, ProgressReason, nodes_to_switch
 from wasmlet_operator.state import AppKey, ClusterState
-from wasmlet_operator.status import PlacementReport, aggregate
+from wasmlet_operator.status import PlacementReport, Previous, aggregate, recheck_after
 
 log = logging.getLogger("wasmlet.operator")
 
@@ -58,7 +58,9 @@ class Reconciler:
     # Last Service/EndpointSlice written per app, so an unchanged one costs no request.
     _written: dict[tuple[AppKey, str], str] = field(default_factory=dict)
 
-    async def reconcile(self, app: Mapping[str, Any]) -> None:
+    async def reconcile(self, app: Mapping[str, Any]) -> float | None:
+        """Reconcile once; the seconds until a progress deadline passes, if one runs (no
+        watch event marks that moment, so the caller reconciles again then)."""
         meta = app["metadata"]
         key: AppKey = (meta["namespace"], meta["name"])
         now = _now()
@@ -68,7 +70,7 @@ class Reconciler:
             await self._write_status(
                 app, {}, [Condition(ConditionType.READY, "False", "InvalidSpec", str(e))], now
             )
-            return
+            return None
         existing = dict(self.state.placements.get(key, {}))
         nodes = self.state.node_views(now, exclude=key)
         ready_nodes = {n.name for n in nodes if n.ready}
@@ -124,13 +126,13 @@ class Reconciler:
             )
             for node, p in self.state.placements.get(key, {}).items()
         ]
-        module = spec.module.describe()
-        digests = {r.status.get("moduleDigest") for r in reports if r.status.get("moduleDigest")}
-        if len(digests) == 1:
-            module = f"{module}@{next(iter(digests))}"
+        previous = Previous(app.get("status") or {}, int(meta.get("generation") or 1), now)
         status, conditions = aggregate(
-            meta["name"], spec.replicas, decision, reports, module, revision
-        )
+            meta["name"], spec.replicas, decision, reports, spec.module.describe(), revision,
+            max_unavailable=spec.strategy.max_unavailable,
+            deadline_seconds=spec.progress_deadline_seconds,
+            previous=previous,
+        )  # fmt: skip
         if conflict is not None:
             conditions = with_name_conflict(conditions, conflict)
         if spec.http is not None:
@@ -140,6 +142,7 @@ class Reconciler:
                 if r.ready > 0 and (address := self.state.address_of(r.node)) is not None
             )
         await self._write_status(app, status, conditions, now)
+        return recheck_after(conditions, spec.progress_deadline_seconds, now)
 
     async def _write_placements(
         self,
@@ -267,3 +270,9 @@ class Reconciler:
             elif c["type"] == ConditionType.DEGRADED and c["status"] == "True":
                 # Degraded carries the reason (a pull failure, a shortfall of nodes, ...).
                 self.event(app, "Warning", c["reason"], c["message"])
+            elif c["type"] == ConditionType.PROGRESSING and prev is not None:
+                # A rollout that stopped moving, or one that finished (not a new app's start).
+                if c["reason"] == ProgressReason.DEADLINE_EXCEEDED:
+                    self.event(app, "Warning", c["reason"], c["message"])
+                elif c["reason"] == ProgressReason.COMPLETE:
+                    self.event(app, "Normal", c["reason"], c["message"])

@@ -111,6 +111,22 @@ def test_placement_status_from_a_report() -> None:
     assert len(second["message"]) == 1024 and not second["ready"]
 
 
+def test_a_report_of_the_previous_revision_is_not_this_revisions() -> None:
+    # The placement moved to rev2 while the agent's last report still describes rev1.
+    moved = {**placement(1, generation=4), "spec": {"replicas": 1, "app": "a", "revision": "rev2"}}
+    rep = AppReport(("ns", "a"), "rev1", 1, replicas=1, ready=1, updated=1, digest="sha256:ab")
+    out = placement_status(moved, rep, NOW)
+    assert out["observedGeneration"] == 4 and out["readyReplicas"] == 1
+    assert (
+        out["updatedReplicas"] == 0 and out["moduleDigest"] is None
+    )  # null: a merge patch clears it
+    assert out["conditions"][0]["status"] == "False"
+    # Once the report is of rev2, its count and digest are this placement's.
+    rep = AppReport(("ns", "a"), "rev2", 1, replicas=1, ready=1, updated=1, digest="sha256:cd")
+    out = placement_status(moved, rep, NOW)
+    assert out["updatedReplicas"] == 1 and out["moduleDigest"] == "sha256:cd"
+
+
 def test_placement_status_before_any_report() -> None:
     out = placement_status(placement(2, ready="True"), None, NOW)
     assert (out["replicas"], out["readyReplicas"], out["instances"]) == (0, 0, [])
@@ -118,7 +134,7 @@ def test_placement_status_before_any_report() -> None:
     assert (cond["status"], cond["reason"], cond["lastTransitionTime"]) == (
         "False", "Starting", NOW,
     )  # fmt: skip
-    assert "moduleDigest" not in out
+    assert out["moduleDigest"] is None
 
 
 def test_same_status_ignores_only_transition_times() -> None:

@@ -151,6 +151,22 @@ BAD: list[tuple[dict[str, Any], str]] = [
         {"module": {"oci": {"reference": "a"}}, "env": [{"name": "A=B", "value": "1"}]},
         "spec.env[0].name",
     ),
+    (
+        {"module": {"oci": {"reference": "a"}}, "progressDeadlineSeconds": 0},
+        "spec.progressDeadlineSeconds: 0 must be at least 1",
+    ),
+    (  # the default first restart delay is 10 s: a 5 s deadline would come before it
+        {"module": {"oci": {"reference": "a"}}, "progressDeadlineSeconds": 5},
+        "spec.progressDeadlineSeconds: must be greater than spec.backoff.initialSeconds (10)",
+    ),
+    (
+        {
+            "module": {"oci": {"reference": "a"}},
+            "progressDeadlineSeconds": 2,
+            "backoff": {"initialSeconds": 2},
+        },
+        "raise progressDeadlineSeconds or lower backoff.initialSeconds",
+    ),
 ]
 
 

@@ -156,6 +156,23 @@ INVALID: list[tuple[str, dict[str, object], str]] = [
         "metadata.name: an http-mode WasmApp gets a Service of its name",
     ),
     (
+        "deadline-zero",
+        {"progressDeadlineSeconds": 0},
+        "spec.progressDeadlineSeconds: Invalid value: 0",
+    ),
+    (
+        "deadline-before-first-retry",
+        {"progressDeadlineSeconds": 5},  # backoff.initialSeconds defaults to 10
+        "spec.progressDeadlineSeconds: Invalid value: must be greater than "
+        "spec.backoff.initialSeconds",
+    ),
+    (
+        "deadline-equal-to-first-retry",
+        {"progressDeadlineSeconds": 2, "backoff": {"initialSeconds": 2.0}},
+        "spec.progressDeadlineSeconds: Invalid value: must be greater than "
+        "spec.backoff.initialSeconds",
+    ),
+    (
         "http-mode-never-restart",
         {"mode": "http", "http": {}, "restartPolicy": "Never"},
         "spec.restartPolicy: Invalid value: must be Always when spec.mode is http",
@@ -203,6 +220,10 @@ def test_defaults_are_applied(kube, namespace: str) -> None:
     assert obj["spec"]["http"] == {"port": 8080}
     assert obj["spec"]["limits"]["memory"] == "64Mi"
     assert obj["spec"]["restartPolicy"] == "Always"
+    assert obj["spec"]["progressDeadlineSeconds"] == 600
+    # A deadline past a fractional first retry is fine (CEL compares as numbers).
+    fine = manifest("deadline-ok", progressDeadlineSeconds=3, backoff={"initialSeconds": 2.5})
+    kube.kubectl("apply", "-n", namespace, "-f", "-", input=fine)
 
 
 def test_scale_changes_spec_replicas(kube, namespace: str) -> None:
@@ -268,6 +289,24 @@ def test_get_prints_columns(kube, namespace: str) -> None:
     out = kube.kubectl("get", "wasmapps", "-n", namespace).stdout.splitlines()
     assert out[0].split() == ["NAME", "READY", "REPLICAS", "MODE", "MODULE", "AGE"]
     assert out[1].split()[:5] == ["cols", "1/2", "2", "command", "r.example/app:1@sha256:ab"]
+    # -o wide adds the target module and the Progressing reason (a rollout under way).
+    rolling = {"targetModule": "r.example/app:2", "conditions": [
+        {"type": "Progressing", "status": "True", "reason": "RolloutInProgress",
+         "lastUpdateTime": "2026-01-01T00:00:00Z"}]}  # fmt: skip
+    kube.kubectl("patch", "wasmapp", "cols", "-n", namespace, "--subresource=status",
+                 "--type=merge", "-p", json.dumps({"status": rolling}))  # fmt: skip
+    wide = kube.kubectl("get", "wasmapps", "-n", namespace, "-o", "wide").stdout.splitlines()
+    assert wide[0].split() == [
+        "NAME", "READY", "REPLICAS", "MODE", "MODULE", "TARGET", "PROGRESSING", "AGE",
+    ]  # fmt: skip
+    assert wide[1].split()[4:7] == [
+        "r.example/app:1@sha256:ab", "r.example/app:2", "RolloutInProgress",
+    ]  # fmt: skip
+    stored = json.loads(
+        kube.kubectl("get", "wasmapp", "cols", "-n", namespace, "-o", "json").stdout
+    )
+    # lastUpdateTime is in the schema: the API server keeps it (the deadline's clock).
+    assert stored["status"]["conditions"][0]["lastUpdateTime"] == "2026-01-01T00:00:00Z"
     # Short name and category work as users expect.
     assert "cols" in kube.kubectl("get", "wapp", "-n", namespace).stdout
     assert "cols" in kube.kubectl("get", "wasmlet", "-n", namespace).stdout

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -101,6 +102,44 @@ def test_a_missing_tag_fires_pull_failures_and_not_ready(
     wait_firing(prometheus, "WasmletAppNotReady", namespace=namespace, app="missing")
     pull = wait_firing(prometheus, "WasmletModulePullFailing")
     assert pull["instance"] and pull["reason"]
+
+
+def test_a_stuck_rollout_fires_rollout_stuck_and_not_app_not_ready(
+    stack: Stack, prometheus: Prometheus, namespace: str, guests: dict[str, Path]
+) -> None:
+    v1 = stack.push(guests["cgi"], f"e2e/{namespace}/stuck", "v1")
+    port = free_port(stack.agents["e2e-node-1"].address)
+    spec = {"mode": "http", "http": {"port": port}, "replicas": 2, "progressDeadlineSeconds": 3,
+            "backoff": {"initialSeconds": 1, "maxSeconds": 2}}  # fmt: skip
+    stack.apply(namespace, wasmapp("stuck", v1, **spec))
+    ready = f'wasmlet_app_status_condition{{namespace="{namespace}",condition="Ready"}}'
+    not_ready = f'ALERTS{{namespace="{namespace}",alertname="WasmletAppNotReady"}}'
+    wait_until(
+        lambda: prometheus.query(f'{ready.removesuffix("}")},status="True"}} == 1'),
+        "Ready=True scraped",
+        timeout=60,
+    )
+    scraped = time.time()
+    # The rules have seen it Ready (the app was not Ready while v1 started: pending then).
+    wait_until(
+        lambda: prometheus.last_evaluation() > scraped + 1 and not prometheus.query(not_ready),
+        "the rules evaluated on Ready=True",
+        timeout=60,
+    )
+    start = time.time()
+    # A tag that does not exist: the old instances keep serving every replica.
+    stack.apply(namespace, wasmapp("stuck", f"{stack.registry}/e2e/{namespace}/stuck:v2", **spec))
+    alert = wait_firing(prometheus, "WasmletRolloutStuck", namespace=namespace, app="stuck")
+    assert alert["severity"] == "warning"
+    # Serving fine all along: the not-Ready alert was never even pending.
+    window = f"{int(time.time() - start) + 1}s"
+    seen = [
+        (s["metric"], value)
+        for s in prometheus.query(f"{not_ready}[{window}]")
+        for value in s["values"]
+        if float(value[0]) >= start
+    ]
+    assert seen == []
 
 
 def test_a_trapping_http_guest_fires_the_5xx_ratio(

@@ -27,12 +27,13 @@ def status(stack: Stack, ns: str, name: str) -> dict[str, Any]:
 def converged(stack: Stack, ns: str, name: str, replicas: int) -> bool:
     app = stack.app(ns, name)
     st = app.get("status") or {}
-    conds = {c["type"]: c["status"] for c in st.get("conditions") or []}
+    conds = {c["type"]: (c["status"], c["reason"]) for c in st.get("conditions") or []}
     return (
         st.get("observedGeneration") == app["metadata"]["generation"]
         and st.get("readyReplicas") == replicas
         and st.get("updatedReplicas") == replicas
-        and conds.get("Progressing") == "False"
+        # A Deployment's semantics: converged is Progressing=True with RolloutComplete.
+        and conds.get("Progressing") == ("True", "RolloutComplete")
     )
 
 

@@ -83,6 +83,7 @@ BUCKET = f'wasmlet_cold_start_seconds_bucket{{{AGENT},{APP},phase="instantiate"'
 HTTP = f"wasmlet_http_requests_total{{{AGENT},{APP}"
 RESTARTS = f"wasmlet_instance_restarts_total{{{AGENT},{APP}"
 CONDITION = f'wasmlet_app_status_condition{{{OPERATOR},{APP},condition="Ready"'
+PROGRESSING = f'wasmlet_app_status_condition{{{OPERATOR},{APP},condition="Progressing"'
 
 CASES = [
     Case(
@@ -106,6 +107,16 @@ CASES = [
             f'{CONDITION},status="False"}}': "0x5 1x10 0x30",
             f'{CONDITION},status="True"}}': "1x5 0x10 1x30",
         },
+    ),
+    Case(
+        "WasmletRolloutStuck",
+        {
+            f'{PROGRESSING},status="False"}}': "0x5 1x40",
+            f'{PROGRESSING},status="True"}}': "1x5 0x40",
+        },
+        {"namespace": "shop", "app": "web", "severity": "warning"},
+        # Rolling out for a long while, then complete: Progressing stays True, no page.
+        {f'{PROGRESSING},status="False"}}': "0x40", f'{PROGRESSING},status="True"}}': "1x40"},
     ),
     Case(
         "WasmletInstanceCrashLooping",

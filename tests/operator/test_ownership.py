@@ -48,7 +48,7 @@ def test_conflict_message_names_the_object_its_owner_and_the_fix() -> None:
 def test_name_conflict_sets_ready_false_and_degraded_true_keeping_progressing() -> None:
     before = [
         Condition("Ready", "True", "InstancesReady", "1/1"),
-        Condition("Progressing", "False", "Converged"),
+        Condition("Progressing", "True", "RolloutComplete"),
         Condition("Degraded", "False", "AsExpected"),
     ]
     after = {c.type: c for c in with_name_conflict(before, "in the way")}

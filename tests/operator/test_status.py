@@ -27,11 +27,14 @@ def test_all_ready() -> None:
         {"node": "b", "replicas": 1, "readyReplicas": 1},
     ]
     c = by_type(conds)
-    assert (c["Ready"].status, c["Progressing"].status, c["Degraded"].status) == (
-        "True",
-        "False",
-        "False",
-    )
+    assert [
+        (c[t].status, c[t].reason) for t in ("Ready", "Available", "Progressing", "Degraded")
+    ] == [
+        ("True", "InstancesReady"),
+        ("True", "MinimumInstancesAvailable"),
+        ("True", "RolloutComplete"),  # a Deployment's semantics: converged is not False
+        ("False", "AsExpected"),
+    ]
 
 
 def test_unplaceable_is_degraded_with_the_reason() -> None:
@@ -55,13 +58,14 @@ def test_agent_failure_condition_surfaces() -> None:
     c = by_type(conds)
     assert c["Ready"].reason == "PullFailed" and "node a: unreachable" in c["Ready"].message
     assert c["Degraded"].reason == "PullFailed"
+    assert (c["Available"].status, c["Progressing"].status) == ("False", "True")
 
 
 def test_lost_node_counts_nothing() -> None:
     lost = PlacementReport("a", 2, "r1", {"readyReplicas": 2, "replicas": 2}, node_ready=False)
     status, conds = aggregate("web", 2, Placement({"b": 2}), [lost], "m")
     assert status["readyReplicas"] == 0
-    assert by_type(conds)["Progressing"].status == "True"
+    assert by_type(conds)["Progressing"].reason == "RolloutInProgress"
 
 
 def test_merge_keeps_transition_time_when_status_is_unchanged() -> None:
@@ -78,7 +82,7 @@ def test_old_revision_placements_are_not_updated() -> None:
     new = report("b", 2, 2)
     status, conds = aggregate("web", 4, Placement({"a": 2, "b": 2}), [old, new], "m", "r1")
     assert status["readyReplicas"] == 4 and status["updatedReplicas"] == 2
-    assert by_type(conds)["Progressing"].status == "True"
+    assert by_type(conds)["Progressing"].reason == "RolloutInProgress"
 
 
 def test_stale_status_counts_ready_but_not_updated() -> None:

@@ -37,7 +37,8 @@ class RestartPolicy(StrEnum):
 
 
 class ConditionType(StrEnum):
-    READY = "Ready"
+    READY = "Ready"  # every desired instance is ready, whichever revision it runs
+    AVAILABLE = "Available"  # ready instances within maxUnavailable of desired (Deployment's)
     PROGRESSING = "Progressing"
     DEGRADED = "Degraded"
     MODULE_AVAILABLE = "ModuleAvailable"

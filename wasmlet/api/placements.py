@@ -7,6 +7,7 @@ condition's lastTransitionTime (also used for WasmApp conditions), and of the pu
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -173,6 +174,12 @@ def placement_status(
     desired = int(placement["spec"].get("replicas") or 0)
     old = {c.get("type"): c for c in (placement.get("status") or {}).get("conditions") or []}
     rep = report or AppReport(("", ""), "", desired)
+    wanted = placement["spec"].get("revision")
+    if wanted and rep.revision and rep.revision != wanted:
+        # A report taken before the agent took this spec in (the first moment of a
+        # rollout) counts the previous revision: under this generation, none of its
+        # instances is updated and its digest is not this revision's module.
+        rep = dataclasses.replace(rep, updated=0, digest=None)
     status, reason, message = ready_condition(desired, rep.updated, rep.problem)
     out: dict[str, Any] = {
         "observedGeneration": generation,
@@ -190,9 +197,10 @@ def placement_status(
                 "observedGeneration": generation,
             }
         ],
+        # This revision's module digest; null until it is known. Agents write status with a
+        # merge patch, where an absent key would leave the previous revision's digest in place.
+        "moduleDigest": rep.digest or None,
     }
-    if rep.digest:
-        out["moduleDigest"] = rep.digest
     return out
 
 

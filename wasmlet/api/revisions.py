@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 # Fields that do not change what an instance is: changing them never replaces instances.
-_NOT_IN_TEMPLATE = frozenset({"replicas", "nodeSelector", "strategy"})
+_NOT_IN_TEMPLATE = frozenset({"replicas", "nodeSelector", "strategy", "progressDeadlineSeconds"})
 
 
 def template_of(spec: Mapping[str, Any]) -> dict[str, Any]:

@@ -187,6 +187,7 @@ class WasmAppSpec:
     backoff: Backoff = field(default_factory=Backoff)
     node_selector: Mapping[str, str] = field(default_factory=dict)
     strategy: Strategy = field(default_factory=Strategy)
+    progress_deadline_seconds: int = 600
 
 
 def camel(name: str) -> str:
@@ -362,6 +363,15 @@ def _range(path: str, value: float, low: float, high: float | None = None) -> No
         raise SpecError(path, f"{value} must be {bound}")
 
 
+def deadline_message(initial_seconds: float) -> str:
+    """Why a progress deadline must outlast the first restart delay, and the fix."""
+    return (
+        f"must be greater than spec.backoff.initialSeconds ({initial_seconds:g}): a failed start "
+        "is retried after that delay, so a shorter deadline declares a rollout stuck before "
+        "its first retry; raise progressDeadlineSeconds or lower backoff.initialSeconds"
+    )
+
+
 def _check_bounds(spec: WasmAppSpec) -> None:
     """The CRD's minimum/maximum/pattern rules, for `wasmlet run` where no API server checks."""
     lim = spec.limits
@@ -380,6 +390,9 @@ def _check_bounds(spec: WasmAppSpec) -> None:
     _range("spec.backoff.maxSeconds", b.max_seconds, MIN_BACKOFF_SECONDS, 86400)
     if b.initial_seconds > b.max_seconds:
         raise SpecError("spec.backoff", "initialSeconds must not exceed maxSeconds")
+    _range("spec.progressDeadlineSeconds", spec.progress_deadline_seconds, 1)
+    if spec.progress_deadline_seconds <= b.initial_seconds:
+        raise SpecError("spec.progressDeadlineSeconds", deadline_message(b.initial_seconds))
     mu = spec.strategy.max_unavailable
     if (isinstance(mu, int) and mu < 0) or (isinstance(mu, str) and not PERCENT_RE.match(mu)):
         raise SpecError(

@@ -26,6 +26,8 @@ class AlertParams:
     agent_down_for: str = "5m"
     node_not_ready_for: str = "5m"
     app_not_ready_for: str = "15m"
+    # Counted after the app's own progressDeadlineSeconds has already passed.
+    rollout_stuck_for: str = "5m"
     crashloop_window: str = "10m"
     crashloop_restarts: int = 3
     crashloop_for: str = "5m"
@@ -52,6 +54,7 @@ SHORT = AlertParams(
     agent_down_for="3s",
     node_not_ready_for="3s",
     app_not_ready_for="5s",
+    rollout_stuck_for="2s",
     crashloop_window="30s",
     crashloop_for="2s",
     pull_window="30s",
@@ -126,6 +129,16 @@ def alert_rules(p: AlertParams) -> list[dict[str, Any]]:
             "WasmApp {{ $labels.namespace }}/{{ $labels.app }} is not Ready",
             "WasmApp {{ $labels.namespace }}/{{ $labels.app }} has had Ready=False for "
             f"{p.app_not_ready_for}.",
+        ),
+        _alert(
+            p, "WasmletRolloutStuck",
+            f"max by ({app}) (wasmlet_app_status_condition"
+            '{condition="Progressing",status="False"}) == 1',
+            p.rollout_stuck_for, "warning",
+            "Rollout of WasmApp {{ $labels.namespace }}/{{ $labels.app }} is stuck",
+            "WasmApp {{ $labels.namespace }}/{{ $labels.app }} has made no rollout progress for "
+            "its progressDeadlineSeconds (Progressing=False, ProgressDeadlineExceeded) and for "
+            f"{p.rollout_stuck_for} since; its old instances keep serving.",
         ),
         _alert(
             p, "WasmletInstanceCrashLooping",
