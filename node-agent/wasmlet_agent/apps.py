@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from wasmlet.api.constants import Mode
-from wasmlet.api.placements import AppReport, InstanceState
+from wasmlet.api.placements import AppReport, InstanceState, Reason
 from wasmlet.api.spec import WasmAppSpec
 from wasmlet_agent.command import CommandRevision
 from wasmlet_agent.http_revision import HttpRevision
@@ -109,19 +109,22 @@ class AppController:
             if rev.revision == d.revision:
                 rep.updated = sum(1 for s in statuses if s.ready)
                 rep.digest = rev.digest
-        failing = [s for s in rep.instances if s.state in _FAILING and s.reason]
+        failing = [s for s in rep.instances if s.reason and not s.ready and (
+            s.state in _FAILING or s.reason == Reason.READINESS_CHECK_FAILED)]  # fmt: skip
         if failing and rep.updated < d.replicas:
             rep.problem = (failing[0].reason, failing[0].message)
         return rep
 
     def http_revision(self) -> HttpRevision | None:
-        """The newest revision that can serve requests."""
+        """The newest ready revision (its readiness check passes), else the newest that can
+        serve at all: an old revision keeps the requests until a new one is ready, and a
+        revision that fails its check still serves when nothing better is here."""
         with self._lock:
-            revisions = list(self.revisions)
-        for rev in reversed(revisions):
-            if isinstance(rev, HttpRevision) and rev.serving() is not None:
-                return rev
-        return None
+            revisions = [r for r in self.revisions if isinstance(r, HttpRevision)]
+        newest_ready = next((r for r in reversed(revisions) if r.ready()), None)
+        if newest_ready is not None:
+            return newest_ready
+        return next((r for r in reversed(revisions) if r.serving() is not None), None)
 
 
 class Apps:

@@ -1,23 +1,32 @@
 """HTTP-mode revisions: a fresh instance per request, from a module and template made ready once.
 
 The revision loads its module and resolves env and volumes on a preload thread before it
-serves; its "instances" in status are the replicas wanted here, ready once it can serve.
+serves; its "instances" in status are the replicas wanted here, ready once it can serve, or,
+with spec.http.readinessCheck, once that check passes. The same thread then runs the check:
+a GET through invoke_cgi with the module and template requests get (a fresh instance each),
+in process, so the check cannot be aimed at any other address. It runs beside the app's
+request workers, so a busy app does not queue its own check, and is counted in
+wasmlet_readiness_checks, not as a request. A failing check restarts and stops nothing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
 from pathlib import Path
 
 from wasmlet.api.placements import InstanceStatus, Reason
-from wasmlet.api.spec import WasmAppSpec
+from wasmlet.api.spec import ReadinessCheck, WasmAppSpec
+from wasmlet.version import wasmlet_version
 from wasmlet_agent.backoff import Backoff
 from wasmlet_agent.instance_spec import build_instance_spec
 from wasmlet_agent.lifecycle import State
 from wasmlet_agent.objects import ConfigError
+from wasmlet_agent.readiness import Readiness, observe, result_of, split_target
 from wasmlet_agent.revision import AppKey, LoadFailed, ModuleLoader, Services
+from wasmlet_agent.runtime.cgi import CgiRequest, ServerInfo, invoke_cgi
 from wasmlet_agent.runtime.instances import InstanceSpec
 from wasmlet_agent.runtime.logs import LogBuffer
 from wasmlet_agent.runtime.modules import LoadedModule
@@ -37,6 +46,10 @@ class HttpRevision:
         self.stopped = threading.Event()
         self._template: InstanceSpec | None = None
         self._problem: tuple[str, str] | None = None  # (reason, message) while not serving
+        http = spec.http
+        self.check: ReadinessCheck | None = http.readiness_check if http is not None else None
+        # Replaced whole by the check thread (never mutated), read by any thread.
+        self.readiness = Readiness(ready=self.check is None)
         self._preloader: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -88,9 +101,59 @@ class HttpRevision:
                 self._problem = (Reason.AGENT_ERROR, str(e))
                 self.services.on_change(self.key)
                 self.stopped.wait(backoff.on_exit(0))
+        if self.check is not None and not self.stopped.is_set():
+            self.services.on_change(self.key)  # serving (not ready yet) before the first check
+            self._check_loop(self.check)
         if self.stopped.is_set():  # removed while loading: join() could not clean up
             remove_instance_dir(self._directory())
         self.services.on_change(self.key)
+
+    def ready(self) -> bool:
+        """Serving, and its readiness check (if any) passes: it may take requests over."""
+        return self.serving() is not None and self.readiness.ready
+
+    def _check_loop(self, check: ReadinessCheck) -> None:
+        """Run the readiness check every periodSeconds until the revision stops."""
+        if self.stopped.wait(check.initial_delay_seconds):
+            return
+        while not self.stopped.is_set():
+            started = time.monotonic()
+            if self.desired > 0:  # scaled to zero here: nothing to report on
+                self._check_once(check)
+            self.stopped.wait(max(check.period_seconds - (time.monotonic() - started), 0))
+
+    def _check_once(self, check: ReadinessCheck) -> None:
+        ready, template = self.loader.ready, self._template
+        assert ready is not None and template is not None  # set before the loop starts
+        path, query = split_target(check.path)
+        port = self.spec.http.port if self.spec.http is not None else 0
+        request = CgiRequest(
+            "GET", path=path, query=query,
+            headers=[("User-Agent", f"wasmlet-readiness/{wasmlet_version()}")],
+            server=ServerInfo(server_name="localhost", server_port=port),
+        )  # fmt: skip
+        # The check's own deadline instead of requestTimeoutSeconds; all else as requests get.
+        spec = dataclasses.replace(template, timeout_seconds=float(check.timeout_seconds))
+        try:
+            resp = invoke_cgi(ready.module, request, spec)
+            result = result_of(check.path, resp.status, resp.error, check.timeout_seconds)
+        except Exception as e:  # the check must go on, and say what went wrong
+            log.exception("%s/%s: readiness check of %s failed in the agent", *self.key,
+                          self.revision)  # fmt: skip
+            result = result_of(check.path, 500, f"error in the agent: {e}", check.timeout_seconds)
+        before = self.readiness
+        after = observe(before, check, result)
+        self.readiness = after
+        if self.services.metrics is not None:
+            self.services.metrics.readiness_checks.labels(
+                namespace=self.key[0], app=self.key[1],
+                result="successful" if result.passed else "failed",
+            ).inc()  # fmt: skip
+        if after.ready != before.ready:
+            log.info("%s/%s: revision %s %s: %s", *self.key, self.revision,
+                     "ready" if after.ready else "not ready", result.detail)  # fmt: skip
+        if (after.ready, after.problem()) != (before.ready, before.problem()):
+            self.services.on_change(self.key)
 
     def _build_template(self) -> InstanceSpec:
         # One set of volume directories per revision on this node: instances are per
@@ -108,16 +171,25 @@ class HttpRevision:
         return self.services.instance_root / ns / app / f"{self.revision[:12]}-http"
 
     def statuses(self) -> list[InstanceStatus]:
-        # Instances are per request: the revision's replicas are ready once it can serve.
+        # Instances are per request: the revision's replicas are ready once it can serve and
+        # its readiness check (if any) passes.
+        readiness = self.readiness
         if self._template is not None:
-            state, (reason, message) = State.RUNNING, ("", "")
+            state, (reason, message) = State.RUNNING, readiness.problem() or ("", "")
         elif self._problem is not None:
             state, (reason, message) = State.BACK_OFF, self._problem
         else:
             state, (reason, message) = State.PULLING, ("", "")
         prefix = f"{self.key[1]}-{self.revision[:6]}-http"
         return [
-            InstanceStatus(f"{prefix}-{i}", self.revision, state, reason=reason, message=message)
+            InstanceStatus(
+                f"{prefix}-{i}",
+                self.revision,
+                state,
+                reason=reason,
+                message=message,
+                check_passed=readiness.ready,
+            )
             for i in range(self.desired)
         ]
 

@@ -58,6 +58,12 @@ class AgentMetrics:
             buckets=_REQUEST_BUCKETS,
             registry=registry,
         )
+        # Apart from wasmlet_http_requests: a failing check path must not page as user 5xx.
+        self.readiness_checks = Counter(
+            "wasmlet_readiness_checks",
+            "Readiness checks (spec.http.readinessCheck) run by the agent, by result.",
+            ["namespace", "app", "result"], registry=registry,
+        )  # fmt: skip
         self.restarts = Counter(
             "wasmlet_instance_restarts", "Instance restarts by the reason the previous run ended.",
             ["namespace", "app", "reason"], registry=registry,

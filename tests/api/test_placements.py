@@ -158,3 +158,21 @@ def test_same_status_ignores_only_transition_times() -> None:
 )  # fmt: skip
 def test_ready_failure(conditions: list[dict[str, str]], want: tuple[str, str] | None) -> None:
     assert ready_failure(conditions) == want
+
+
+def test_a_running_instance_whose_readiness_check_fails_is_not_ready() -> None:
+    failing = InstanceStatus(
+        "a-1", "rev2", InstanceState.RUNNING, check_passed=False,
+        reason="ReadinessCheckFailed", message="readiness check failed: x",
+    )  # fmt: skip
+    assert not failing.ready
+    assert InstanceStatus("a-2", "rev2", InstanceState.RUNNING).ready
+    assert not InstanceStatus("a-3", "rev2", InstanceState.BACK_OFF, check_passed=True).ready
+    rep = AppReport(("ns", "a"), "rev2", 1, replicas=1, instances=[failing],
+                    problem=("ReadinessCheckFailed", "readiness check failed: x"))  # fmt: skip
+    out = placement_status(placement(1, ready="True"), rep, NOW)
+    assert out["instances"][0]["state"] == "Running" and out["instances"][0]["ready"] is False
+    (cond,) = out["conditions"]
+    assert (cond["status"], cond["reason"], cond["message"]) == (
+        "False", "ReadinessCheckFailed", "readiness check failed: x",
+    )  # fmt: skip

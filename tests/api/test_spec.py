@@ -9,7 +9,7 @@ import pytest
 
 from wasmlet.api.constants import Mode, RestartPolicy
 from wasmlet.api.manifests import parse_app
-from wasmlet.api.spec import SpecError, parse_quantity, parse_spec
+from wasmlet.api.spec import HttpSpec, ReadinessCheck, SpecError, parse_quantity, parse_spec
 
 DIGEST = "sha256:" + "a" * 64
 
@@ -27,6 +27,21 @@ def test_minimal_spec_gets_crd_defaults() -> None:
 def test_http_mode_defaults_port() -> None:
     spec = parse_spec({"mode": "http", "module": {"configMap": {"name": "m", "key": "k"}}})
     assert spec.http is not None and spec.http.port == 8080
+
+
+def test_readiness_check_gets_crd_defaults() -> None:
+    spec = parse_spec(
+        {
+            "mode": "http",
+            "module": {"oci": {"reference": "a"}},
+            "http": {"readinessCheck": {"path": "/healthz?full=1"}},
+        }
+    )
+    assert spec.http is not None and spec.http.readiness_check == ReadinessCheck(
+        path="/healthz?full=1", period_seconds=10, timeout_seconds=1, success_threshold=1,
+        failure_threshold=3, initial_delay_seconds=0,
+    )  # fmt: skip
+    assert parse_spec({"mode": "http", "module": {"oci": {"reference": "a"}}}).http == HttpSpec()
 
 
 def test_full_spec_parses() -> None:
@@ -166,6 +181,32 @@ BAD: list[tuple[dict[str, Any], str]] = [
             "backoff": {"initialSeconds": 2},
         },
         "raise progressDeadlineSeconds or lower backoff.initialSeconds",
+    ),
+    *(
+        (
+            {
+                "module": {"oci": {"reference": "a"}},
+                "mode": "http",
+                "http": {"readinessCheck": check},
+            },
+            message,
+        )
+        for check, message in [
+            ({"path": "healthz"}, "spec.http.readinessCheck.path: must start with /"),
+            ({"path": "/a b"}, "spec.http.readinessCheck.path: must not contain spaces"),
+            ({"path": "/a\nb"}, "spec.http.readinessCheck.path: must not contain spaces"),
+            ({"path": "/" + "a" * 1024}, "spec.http.readinessCheck.path: must be at most 1024"),
+            ({"periodSeconds": 0}, "spec.http.readinessCheck.periodSeconds: 0 must be between"),
+            ({"timeoutSeconds": 601}, "spec.http.readinessCheck.timeoutSeconds: 601"),
+            ({"successThreshold": 0}, "spec.http.readinessCheck.successThreshold: 0"),
+            ({"failureThreshold": 101}, "spec.http.readinessCheck.failureThreshold: 101"),
+            ({"initialDelaySeconds": -1}, "spec.http.readinessCheck.initialDelaySeconds: -1"),
+            (
+                {"periodSeconds": "10s"},
+                "spec.http.readinessCheck.periodSeconds: must be of type int",
+            ),
+            ({"path": "/", "port": 80}, "spec.http.readinessCheck.port: unknown field"),
+        ]
     ),
 ]
 

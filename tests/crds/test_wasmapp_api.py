@@ -173,6 +173,31 @@ INVALID: list[tuple[str, dict[str, object], str]] = [
         "spec.backoff.initialSeconds",
     ),
     (
+        "readiness-relative-path",
+        {"mode": "http", "http": {"readinessCheck": {"path": "healthz"}}},
+        'spec.http.readinessCheck.path: Invalid value: "healthz": must start with /',
+    ),
+    (
+        "readiness-path-with-space",
+        {"mode": "http", "http": {"readinessCheck": {"path": "/a b"}}},
+        'spec.http.readinessCheck.path: Invalid value: "/a b": must not contain spaces',
+    ),
+    (
+        "readiness-period-zero",
+        {"mode": "http", "http": {"readinessCheck": {"periodSeconds": 0}}},
+        "spec.http.readinessCheck.periodSeconds: Invalid value: 0",
+    ),
+    (
+        "readiness-threshold-too-high",
+        {"mode": "http", "http": {"readinessCheck": {"failureThreshold": 101}}},
+        "spec.http.readinessCheck.failureThreshold: Invalid value: 101",
+    ),
+    (
+        "readiness-unknown-field",
+        {"mode": "http", "http": {"readinessCheck": {"port": 80}}},
+        'unknown field "spec.http.readinessCheck.port"',
+    ),
+    (
         "http-mode-never-restart",
         {"mode": "http", "http": {}, "restartPolicy": "Never"},
         "spec.restartPolicy: Invalid value: must be Always when spec.mode is http",
@@ -224,6 +249,18 @@ def test_defaults_are_applied(kube, namespace: str) -> None:
     # A deadline past a fractional first retry is fine (CEL compares as numbers).
     fine = manifest("deadline-ok", progressDeadlineSeconds=3, backoff={"initialSeconds": 2.5})
     kube.kubectl("apply", "-n", namespace, "-f", "-", input=fine)
+
+
+def test_readiness_check_defaults_are_applied(kube, namespace: str) -> None:
+    body = manifest("checked", mode="http", http={"readinessCheck": {"path": "/healthz"}})
+    kube.kubectl("apply", "-n", namespace, "-f", "-", input=body)
+    obj = json.loads(
+        kube.kubectl("get", "wasmapp", "checked", "-n", namespace, "-o", "json").stdout
+    )
+    assert obj["spec"]["http"]["readinessCheck"] == {
+        "path": "/healthz", "periodSeconds": 10, "timeoutSeconds": 1, "successThreshold": 1,
+        "failureThreshold": 3, "initialDelaySeconds": 0,
+    }  # fmt: skip
 
 
 def test_scale_changes_spec_replicas(kube, namespace: str) -> None:

@@ -25,6 +25,7 @@ def test_every_metric_is_in_the_readme_table() -> None:
 BOUNDED_LABELS = {
     "namespace", "app", "node", "phase", "state", "code", "reason", "kind", "problem", "since",
     "operation", "component", "version", "wasmtime", "condition", "status", "le",
+    "result",  # successful | failed (readiness checks)
 }  # fmt: skip
 
 

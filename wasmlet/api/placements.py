@@ -73,6 +73,8 @@ class Reason(StrEnum):
     CONFIG_ERROR = "ConfigError"  # a referenced ConfigMap or Secret is missing or wrong
     HOST_PATH_FORBIDDEN = "HostPathForbidden"  # a hostPath this node refuses to preopen
     PORT_CONFLICT = "PortConflict"
+    # Running, but spec.http.readinessCheck has not passed (yet, or any more).
+    READINESS_CHECK_FAILED = "ReadinessCheckFailed"
     AGENT_ERROR = "AgentError"  # something unexpected in the agent; retried with back-off
     # Events only.
     PULLED = "Pulled"
@@ -101,11 +103,16 @@ class InstanceStatus:
     message: str = ""
     started_at: float | None = None  # unix time of the current run's start
     memory_bytes: int = 0
+    # False while a readiness check holds a running instance out of service (HTTP mode):
+    # it still serves requests that reach its node, but counts as not ready.
+    check_passed: bool = True
 
     @property
     def ready(self) -> bool:
         # A run that completed successfully did what was asked of it.
-        return self.state in (InstanceState.RUNNING, InstanceState.COMPLETED)
+        if self.state is InstanceState.COMPLETED:
+            return True
+        return self.state is InstanceState.RUNNING and self.check_passed
 
 
 @dataclass

@@ -138,8 +138,21 @@ class VolumeMount:
 
 
 @dataclass(frozen=True)
+class ReadinessCheck:
+    """spec.http.readinessCheck: a GET the agent makes itself, like an httpGet readinessProbe."""
+
+    path: str = "/"
+    period_seconds: int = 10
+    timeout_seconds: int = 1
+    success_threshold: int = 1
+    failure_threshold: int = 3
+    initial_delay_seconds: int = 0
+
+
+@dataclass(frozen=True)
 class HttpSpec:
     port: int = 8080
+    readiness_check: ReadinessCheck | None = None
 
 
 @dataclass(frozen=True)
@@ -281,6 +294,7 @@ for _cls in (
     HostPathVolume,
     Volume,
     VolumeMount,
+    ReadinessCheck,
     HttpSpec,
     NetworkSpec,
     Limits,
@@ -402,6 +416,29 @@ def _check_bounds(spec: WasmAppSpec) -> None:
         raise SpecError("spec.restartPolicy", "must be Always when spec.mode is http")
     if spec.mode is not Mode.HTTP and spec.http is not None:
         raise SpecError("spec.http", "only valid when spec.mode is http")
+    if spec.http is not None and spec.http.readiness_check is not None:
+        _check_readiness(spec.http.readiness_check)
     for i, env in enumerate(spec.env):
         if not env.name or "=" in env.name:
             raise SpecError(f"spec.env[{i}].name", "must be non-empty and must not contain '='")
+
+
+# What the CRD's [[:space:][:cntrl:]] refuses: a request line cannot carry them.
+_BAD_PATH_CHAR = re.compile(r"[ \x00-\x1f\x7f]")
+
+
+def _check_readiness(check: ReadinessCheck) -> None:
+    where = "spec.http.readinessCheck"
+    if not check.path.startswith("/"):
+        raise SpecError(f"{where}.path", "must start with / (a path on the app, such as /healthz)")
+    if len(check.path) > 1024:
+        raise SpecError(f"{where}.path", "must be at most 1024 characters")
+    if _BAD_PATH_CHAR.search(check.path):
+        raise SpecError(
+            f"{where}.path", "must not contain spaces or control characters (percent-encode them)"
+        )
+    _range(f"{where}.periodSeconds", check.period_seconds, 1, 3600)
+    _range(f"{where}.timeoutSeconds", check.timeout_seconds, 1, 600)
+    _range(f"{where}.successThreshold", check.success_threshold, 1, 100)
+    _range(f"{where}.failureThreshold", check.failure_threshold, 1, 100)
+    _range(f"{where}.initialDelaySeconds", check.initial_delay_seconds, 0, 3600)

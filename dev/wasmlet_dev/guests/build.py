@@ -38,6 +38,7 @@ GUESTS: dict[str, str] = {
     "files": "files.c",
     "envdump": "envdump.c",
     "cgi": "cgi.c",
+    "health": "health.c",
     "gohello": "gohello.go",
     "trap": "trap.wat",
     "nowasi": "nowasi.wat",
