@@ -72,6 +72,8 @@ class Reason(StrEnum):
     CONFIG_ERROR = "ConfigError"  # a referenced ConfigMap or Secret is missing or wrong
     HOST_PATH_FORBIDDEN = "HostPathForbidden"  # a hostPath this node refuses to preopen
     PORT_CONFLICT = "PortConflict"
+    # The node's memory (--capacity-memory) cannot hold the placement (wasmlet.api.footprint).
+    INSUFFICIENT_MEMORY = "InsufficientMemory"
     AGENT_ERROR = "AgentError"  # something unexpected in the agent; retried with back-off
     # Events only.
     PULLED = "Pulled"
