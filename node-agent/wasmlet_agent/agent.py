@@ -131,7 +131,9 @@ class Agent:
         if self.memory_capacity is None:
             return wanted
         need = {d.key: footprint_of(d.spec).on_node(d.replicas) for d in wanted}
-        refused = refuse_over_memory(need, set(self.apps.app_keys()), self.memory_capacity)
+        # Running: what this node runs now (a refused app is held at 0 replicas, so not it).
+        running = {d.key for d in self.apps.desired() if d.replicas > 0}
+        refused = refuse_over_memory(need, running, self.memory_capacity)
         for key, message in refused.items():
             if key not in self.refused:
                 log.warning("%s/%s refused: %s", *key, message)

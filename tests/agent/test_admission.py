@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from tests.agent.conftest import OciModule, StartAgent
+from tests.agent.harness import free_port, wasm_app
 from wasmlet.api.footprint import footprint
+from wasmlet.api.placements import Reason
 from wasmlet_agent.admission import refuse_over_memory
 
 MI = 1024**2
@@ -30,3 +33,32 @@ def test_http_counted_once_per_node_not_per_replica() -> None:
     assert fp.on_node(1) == fp.on_node(5) == 4096 * MI
     assert refuse_over_memory({("ns", "w"): fp.on_node(5)}, set(), 4096 * MI) == {}
     assert set(refuse_over_memory({("ns", "w"): fp.on_node(5)}, set(), 4095 * MI)) == {("ns", "w")}
+
+
+def test_a_real_agent_refuses_what_would_overfill_its_memory(
+    start: StartAgent, oci: OciModule
+) -> None:
+    """The operator's view may be stale: the agent itself keeps within --capacity-memory, and
+    says why in the placement's report (copied to the WasmApp) and an Event."""
+    agent = start()
+    agent.agent.memory_capacity = 1024 * MI
+    port = free_port()
+    # 32Mi x maxConcurrency 16 = 512Mi on this node, once, however many replicas.
+    web = wasm_app("web", oci("cgi"), mode="http", http={"port": port}, replicas=2,
+                   limits={"memory": "32Mi", "maxConcurrency": 16})  # fmt: skip
+    ticker = wasm_app("ticker", oci("long"), replicas=2, limits={"memory": "256Mi"})
+    agent.apply(web, ticker)
+    agent.wait_report("web", lambda r: r.ready == 2, "serving")
+    agent.wait_report("ticker", lambda r: r.ready == 2, "running: 512Mi + 512Mi fit 1Gi")
+    late = wasm_app("late", oci("long"), replicas=1, limits={"memory": "64Mi"})
+    agent.apply(web, ticker, late)
+    rep = agent.wait_report("late", lambda r: r.problem is not None, "refused")
+    assert rep.problem is not None and rep.problem[0] == Reason.INSUFFICIENT_MEMORY
+    assert "needs 64Mi of memory on this node" in rep.problem[1]
+    assert rep.replicas == 0 and rep.ready == 0
+    assert [e.reason for e in agent.events_of("late")] == [Reason.INSUFFICIENT_MEMORY]
+    # The apps it already ran keep running; scaling one down makes room.
+    assert agent.report("ticker") is not None and agent.report("web") is not None
+    ticker = wasm_app("ticker", oci("long"), replicas=1, limits={"memory": "256Mi"})
+    agent.apply(web, ticker, late)
+    agent.wait_report("late", lambda r: r.problem is None and r.ready == 1, "admitted now")

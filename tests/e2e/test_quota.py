@@ -230,6 +230,8 @@ def test_quota_fields_are_validated_naming_the_field(stack: Stack, namespace: st
         out = stack.kube.kubectl("apply", "-n", namespace, "-f", "-", input=doc, check=False)
         assert out.returncode != 0, hard
         assert field in out.stderr, (hard, out.stderr)
+        if "memory" in hard:
+            assert "must be a quantity like 8Gi" in out.stderr, out.stderr
 
 
 def test_http_app_takes_max_concurrency_times_memory_on_a_node(
