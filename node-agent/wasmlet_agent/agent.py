@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Iterable
@@ -18,6 +19,9 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry
 
+from wasmlet.api.footprint import footprint_of
+from wasmlet.api.placements import Reason
+from wasmlet_agent.admission import refuse_over_memory
 from wasmlet_agent.agent_api import api_app
 from wasmlet_agent.apps import Apps, DesiredApp
 from wasmlet_agent.cache import Cache
@@ -28,7 +32,7 @@ from wasmlet_agent.metrics import AgentMetrics
 from wasmlet_agent.modulestore import ModuleStore
 from wasmlet_agent.objects import ObjectLookup
 from wasmlet_agent.reporting import OnReports, ReportLoop, Reports
-from wasmlet_agent.revision import EventSink, Services
+from wasmlet_agent.revision import AppKey, EventSink, Services
 from wasmlet_agent.runtime.engine import WasmEngine, wasmtime_version
 
 log = logging.getLogger("wasmlet.agent")
@@ -68,6 +72,10 @@ class Agent:
         )
         self.fronts = HttpFronts(self.apps, config.address, self.metrics, self.event,
                                  config.port_retry_seconds, config.http)  # fmt: skip
+        # Cluster mode sets it to the memory the node advertises: desired apps beyond it are
+        # refused here (admission.py); standalone runs what its files say.
+        self.memory_capacity: int | None = None
+        self.refused: dict[AppKey, tuple[str, str]] = {}
         self.ready = False
         # Cluster mode sets it: while true /readyz answers 200 "autonomous" (edge autonomy).
         self.autonomous: Callable[[], bool] = lambda: False
@@ -114,9 +122,24 @@ class Agent:
 
     async def apply(self, desired: Iterable[DesiredApp]) -> None:
         """Make this node run exactly `desired` (the whole set; only the difference changes)."""
-        wanted = list(desired)
+        wanted = self._within_memory(list(desired))
         self.apps.apply(wanted)
         await self.fronts.sync(wanted)
+
+    def _within_memory(self, wanted: list[DesiredApp]) -> list[DesiredApp]:
+        """`wanted` with the apps that would overfill this node's memory scaled to 0."""
+        if self.memory_capacity is None:
+            return wanted
+        need = {d.key: footprint_of(d.spec).on_node(d.replicas) for d in wanted}
+        # Running: what this node runs now (a refused app is held at 0 replicas, so not it).
+        running = {d.key for d in self.apps.desired() if d.replicas > 0}
+        refused = refuse_over_memory(need, running, self.memory_capacity)
+        for key, message in refused.items():
+            if key not in self.refused:
+                log.warning("%s/%s refused: %s", *key, message)
+                self.event(key, "Warning", Reason.INSUFFICIENT_MEMORY, message)
+        self.refused = {k: (Reason.INSUFFICIENT_MEMORY, m) for k, m in refused.items()}
+        return [dataclasses.replace(d, replicas=0) if d.key in refused else d for d in wanted]
 
     def reports(self) -> Reports:
         out = {}
@@ -126,6 +149,9 @@ class Agent:
                 continue
             if key in self.fronts.errors:
                 rep.problem = self.fronts.errors[key]
+                rep.ready = rep.updated = 0
+            if key in self.refused:
+                rep.problem = self.refused[key]
                 rep.ready = rep.updated = 0
             out[key] = rep
         return out

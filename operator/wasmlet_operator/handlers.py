@@ -23,6 +23,7 @@ from wasmlet.api.constants import (
     GROUP,
     SYSTEM_NAMESPACE,
     VERSION,
+    WASMAPPQUOTAS,
     WASMAPPS,
     WASMNODES,
     WASMPLACEMENTS,
@@ -72,10 +73,29 @@ def build_registry(
         settings.batching.worker_limit = 64
 
     @kopf.on.event(GROUP, VERSION, WASMAPPS, registry=registry)
-    def on_app(type: str | None, namespace: str | None, name: str | None, **_: Any) -> None:
+    async def on_app(
+        type: str | None, namespace: str | None, name: str | None, body: kopf.Body, **_: Any
+    ) -> None:
         # A changed spec (kubectl scale, apply) reconciles now, not at the next resync.
         if type != "DELETED" and name:
             state.wake((namespace or "", name))
+        # Under a quota, an app scaled, resized or deleted changes what the others may place.
+        if state.set_app(body, deleted=type == "DELETED") and state.quotas.get(namespace or ""):
+            state.wake_namespace(namespace or "")
+            await _quota_status(namespace or "")
+
+    @kopf.on.event(GROUP, VERSION, WASMAPPQUOTAS, registry=registry)
+    async def on_quota(type: str | None, body: kopf.Body, **_: Any) -> None:
+        namespace = state.set_quota(body, deleted=type == "DELETED")
+        state.wake_namespace(namespace)
+        if type != "DELETED":
+            await _quota_status(namespace)
+
+    async def _quota_status(namespace: str) -> None:
+        try:
+            await reconciler.write_quota_status(namespace)
+        except ApiException as e:  # the next app reconcile in the namespace writes it again
+            log.warning("quota status in %s: %s %s", namespace, e.status, e.reason)
 
     @kopf.on.event(GROUP, VERSION, WASMPLACEMENTS, registry=registry)
     def on_placement(type: str | None, body: kopf.Body, **_: Any) -> None:

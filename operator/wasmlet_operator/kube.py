@@ -9,7 +9,14 @@ from typing import Any, cast
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from wasmlet.api.constants import GROUP, VERSION, WASMAPPS, WASMNODES, WASMPLACEMENTS
+from wasmlet.api.constants import (
+    GROUP,
+    VERSION,
+    WASMAPPQUOTAS,
+    WASMAPPS,
+    WASMNODES,
+    WASMPLACEMENTS,
+)
 from wasmlet_operator.metrics import OperatorMetrics
 from wasmlet_operator.ownership import Ownership, ownership
 
@@ -224,3 +231,23 @@ class Kube:
         roles: Any = await self._call(self.rbac.list_role_for_all_namespaces, label_selector=label)
         api_client = self.rbac.api_client
         return [api_client.sanitize_for_serialization(r) for r in roles.items]
+
+    async def patch_quota_status(
+        self, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> Mapping[str, Any] | None:
+        """The operator's one write to a WasmAppQuota: its status (used, hard)."""
+        try:
+            updated = await self._call(
+                self.custom.patch_namespaced_custom_object_status,
+                GROUP,
+                VERSION,
+                namespace,
+                WASMAPPQUOTAS,
+                name,
+                {"status": dict(status)},
+            )
+            return cast(Mapping[str, Any], updated)
+        except ApiException as e:
+            if e.status != 404:  # deleted meanwhile
+                raise
+            return None

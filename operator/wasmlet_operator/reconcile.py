@@ -17,6 +17,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from wasmlet.api.constants import ConditionType, Mode
+from wasmlet.api.footprint import footprint_of
 from wasmlet.api.placements import rfc3339
 from wasmlet.api.revisions import revision_of, template_of
 from wasmlet.api.spec import SpecError, parse_spec
@@ -25,8 +26,10 @@ from wasmlet_operator.conditions import Condition, merge_conditions
 from wasmlet_operator.grant_writer import Grants
 from wasmlet_operator.kube import Kube
 from wasmlet_operator.ownership import conflict_message, with_name_conflict
-from wasmlet_operator.placement import Placement, place
+from wasmlet_operator.placement import Placement, place, refused_by_quota
 from wasmlet_operator.placement_specs import plan_placements
+from wasmlet_operator.quota import Admission, QuotaDecision
+from wasmlet_operator.quota import status_patch as quota_status_patch
 from wasmlet_operator.rollout import NodeRollout, ProgressReason, nodes_to_switch
 from wasmlet_operator.state import AppKey, ClusterState
 from wasmlet_operator.status import PlacementReport, Previous, aggregate, recheck_after
@@ -80,9 +83,19 @@ class Reconciler:
             for node, p in existing.items()
             if node in ready_nodes or node in held_nodes
         }
+        # Quotas first: the namespace's apps in creation order get what fits (quota.py).
+        admission = await self._admit(app, key, spec.replicas)
+        footprint = footprint_of(spec)
         decision = place(
-            spec.replicas, spec.limits.memory_bytes, spec.node_selector, nodes, current
+            admission.allowed,
+            footprint.per_instance,
+            spec.node_selector,
+            nodes,
+            current,
+            memory_per_node=footprint.per_node,
         )
+        if admission.refusal is not None:
+            decision = refused_by_quota(decision, spec.replicas, admission.refusal)
         revision = revision_of(app["spec"])
         template = template_of(app["spec"])
         switch = set(
@@ -143,6 +156,28 @@ class Reconciler:
             )
         await self._write_status(app, status, conditions, now)
         return recheck_after(conditions, spec.progress_deadline_seconds, now)
+
+    async def _admit(self, app: Mapping[str, Any], key: AppKey, wanted: int) -> Admission:
+        if not self.state.quotas.get(key[0]):
+            return Admission(wanted)
+        decision = self.state.quota_decision(key[0], app)
+        await self.write_quota_status(key[0], decision)
+        return decision.admission(key[1], wanted)
+
+    async def write_quota_status(
+        self, namespace: str, decision: QuotaDecision | None = None
+    ) -> None:
+        """status.used (and hard) of each WasmAppQuota in `namespace`, where it changed."""
+        if decision is None:
+            decision = self.state.quota_decision(namespace)
+        for name, quota in list(self.state.quotas.get(namespace, {}).items()):
+            used = decision.used.get(name)
+            patch = quota_status_patch(quota, used) if used is not None else None
+            if patch is None:
+                continue
+            updated = await self.kube.patch_quota_status(namespace, name, patch)
+            if updated is not None:
+                self.state.set_quota(updated)
 
     async def _write_placements(
         self,

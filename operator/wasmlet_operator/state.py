@@ -9,21 +9,18 @@ from datetime import datetime
 from typing import Any
 
 from wasmlet.api.constants import NodeStatus
-from wasmlet.api.spec import parse_quantity
+from wasmlet.api.footprint import footprint_of_template
 from wasmlet_operator.nodes import lease_fresh, node_from, node_status
 from wasmlet_operator.placement import Node
+from wasmlet_operator.quota import AppDemand, QuotaDecision, decide, demand_from, quota_from
 
 AppKey = tuple[str, str]  # (namespace, name)
 
 
 def _placement_memory(placement: Mapping[str, Any]) -> int:
+    """Memory the placement may take on its node (an HTTP app: maxConcurrency x memory)."""
     spec = placement.get("spec") or {}
-    memory = ((spec.get("template") or {}).get("limits") or {}).get("memory") or "64Mi"
-    try:
-        per_instance = parse_quantity(str(memory), "limits.memory")
-    except ValueError:
-        per_instance = 0
-    return per_instance * int(spec.get("replicas") or 0)
+    return footprint_of_template(spec.get("template") or {}).on_node(int(spec.get("replicas") or 0))
 
 
 def _placement_view(node: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -48,6 +45,9 @@ class ClusterState:
         self._wakeups: dict[AppKey, asyncio.Event] = {}
         self._ready: dict[str, bool] = {}
         self._used: tuple[dict[str, int], dict[str, int]] | None = None
+        # What quotas need: every app's demand and every WasmAppQuota, per namespace.
+        self.demands: dict[str, dict[str, AppDemand]] = defaultdict(dict)
+        self.quotas: dict[str, dict[str, Mapping[str, Any]]] = defaultdict(dict)
 
     # --- events -------------------------------------------------------------------------
 
@@ -67,6 +67,40 @@ class ClusterState:
     def wake_all(self) -> None:
         for event in self._wakeups.values():
             event.set()
+
+    def wake_namespace(self, namespace: str) -> None:
+        for (ns, _), event in self._wakeups.items():
+            if ns == namespace:
+                event.set()
+
+    def set_app(self, app: Mapping[str, Any], deleted: bool = False) -> bool:
+        """Record a WasmApp's demand; True if it changed what quotas count."""
+        meta = app["metadata"]
+        ns, name = meta["namespace"], meta["name"]
+        old = self.demands[ns].get(name)
+        if deleted or meta.get("deletionTimestamp"):
+            self.demands[ns].pop(name, None)
+            return old is not None
+        new = demand_from(app)
+        self.demands[ns][name] = new
+        return new != old
+
+    def set_quota(self, quota: Mapping[str, Any], deleted: bool = False) -> str:
+        meta = quota["metadata"]
+        ns = meta["namespace"]
+        if deleted:
+            self.quotas[ns].pop(meta["name"], None)
+        else:
+            self.quotas[ns][meta["name"]] = quota
+        return str(ns)
+
+    def quota_decision(self, namespace: str, app: Mapping[str, Any] | None = None) -> QuotaDecision:
+        """The namespace's quota decision; `app` (a fresher body) replaces its recorded one."""
+        demands = dict(self.demands.get(namespace, {}))
+        if app is not None:
+            demands[app["metadata"]["name"]] = demand_from(app)
+        quotas = [quota_from(q) for _, q in sorted(self.quotas.get(namespace, {}).items())]
+        return decide(list(demands.values()), quotas)
 
     def set_placement(self, placement: Mapping[str, Any], deleted: bool = False) -> AppKey:
         self._used = None  # totals per node are recomputed on next use

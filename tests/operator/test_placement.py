@@ -79,3 +79,26 @@ def test_capacity_limits_what_fits(node: Node, expected_placed: int) -> None:
 def test_fills_the_roomier_node_on_ties() -> None:
     ns = [Node("a", True, capacity_instances=2), Node("b", True, capacity_instances=10)]
     assert dict(place(5, 0, {}, ns, {}).counts) == {"a": 2, "b": 3}
+
+
+def test_http_app_takes_max_concurrency_times_memory_once_per_node() -> None:
+    """An HTTP app's front may run maxConcurrency instances at once on a node, whatever the
+    number of its replicas there (wasmlet.api.footprint)."""
+    from wasmlet.api.footprint import footprint
+
+    fp = footprint("http", 64 * MI, 64)  # 4Gi per node
+    assert (fp.per_instance, fp.per_node) == (0, 4096 * MI)
+    gi = 1024 * MI
+    ns = [
+        Node("a", True, capacity_memory_bytes=6 * gi, used_memory_bytes=gi),
+        Node("b", True, capacity_memory_bytes=6 * gi, used_memory_bytes=3 * gi),
+    ]
+    p = place(3, fp.per_instance, {}, ns, {}, memory_per_node=fp.per_node)
+    assert dict(p.counts) == {"a": 3}  # b has 3Gi free: not enough for one front
+    # Counted as replicas x memory (the old way) the same app would have fit on both.
+    assert dict(place(3, 64 * MI, {}, ns, {}).counts) == {"a": 2, "b": 1}
+    full = place(1, fp.per_instance, {}, ns[1:], {}, memory_per_node=fp.per_node)
+    assert full.shortfall is Shortfall.INSUFFICIENT_CAPACITY
+    assert "x limits.maxConcurrency per node in http mode" in full.message
+    command = footprint("command", 64 * MI, 64)
+    assert (command.per_instance, command.per_node, command.on_node(3)) == (64 * MI, 0, 192 * MI)

@@ -11,6 +11,7 @@ API_VERSION = f"{GROUP}/{VERSION}"
 WASMAPPS = "wasmapps"
 WASMPLACEMENTS = "wasmplacements"
 WASMNODES = "wasmnodes"
+WASMAPPQUOTAS = "wasmappquotas"
 
 SYSTEM_NAMESPACE = "wasmlet-system"
 

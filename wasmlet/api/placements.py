@@ -75,6 +75,8 @@ class Reason(StrEnum):
     PORT_CONFLICT = "PortConflict"
     # Running, but spec.http.readinessCheck has not passed (yet, or any more).
     READINESS_CHECK_FAILED = "ReadinessCheckFailed"
+    # The node's memory (--capacity-memory) cannot hold the placement (wasmlet.api.footprint).
+    INSUFFICIENT_MEMORY = "InsufficientMemory"
     AGENT_ERROR = "AgentError"  # something unexpected in the agent; retried with back-off
     # Events only.
     PULLED = "Pulled"

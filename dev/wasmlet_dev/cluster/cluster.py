@@ -33,8 +33,14 @@ ADMIN_USER = "admin"
 # every start wipes the cluster anyway.
 DEV_TOKEN_SECONDS = int(VALIDITY.total_seconds())
 # What namespace deletion and ownerReference garbage collection need, plus the default
-# ServiceAccount in every namespace as on any real cluster. No scheduler, no pods.
-CONTROLLERS = ("namespace-controller", "garbage-collector-controller", "serviceaccount-controller")
+# ServiceAccount in every namespace as on any real cluster, and the aggregation of deploy/'s
+# tenant roles into admin/edit/view. No scheduler, no pods.
+CONTROLLERS = (
+    "namespace-controller",
+    "garbage-collector-controller",
+    "serviceaccount-controller",
+    "clusterrole-aggregation-controller",
+)
 
 
 class ClusterStartError(RuntimeError):

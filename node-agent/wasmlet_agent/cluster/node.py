@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from kubernetes import client
 
+from wasmlet.api.spec import parse_quantity
 from wasmlet.clients import api_client
 from wasmlet_agent.agent import Agent
 from wasmlet_agent.cluster.api_guard import Guard, Reviewer
@@ -142,6 +143,7 @@ async def run_node(config: AgentConfig) -> int:
     reader = reader_client(api, config.node)
     lookup = JournalLookup(ApiLookup(client.CoreV1Api(reader)), lambda: autonomy.from_journal)
     agent = Agent(config, lookup, event=events)
+    agent.memory_capacity = parse_quantity(config.cluster.capacity_memory, "--capacity-memory")
     agent.autonomous = autonomy.active
     # The agent API answers only to whom the API server says may ask (the kubelet's model).
     cert = serving_cert(config)
