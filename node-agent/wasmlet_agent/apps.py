@@ -106,6 +106,7 @@ class AppController:
             rep.instances.extend(statuses)
             rep.replicas += len(statuses)
             rep.ready += sum(1 for s in statuses if s.ready)
+            rep.memory_bytes += rev.memory_bytes()
             if rev.revision == d.revision:
                 rep.updated = sum(1 for s in statuses if s.ready)
                 rep.digest = rev.digest

@@ -26,6 +26,7 @@ from wasmlet_agent.revision import AppKey, LoadFailed, ModuleLoader, Services
 from wasmlet_agent.runtime.instances import Cancel, InstanceResult, Outcome, run_instance
 from wasmlet_agent.runtime.logs import LogBuffer
 from wasmlet_agent.runtime.outputs import capture_output
+from wasmlet_agent.runtime.usage import Usage
 from wasmlet_agent.volumes import StorageWatch, remove_instance_dir, size_limits
 
 log = logging.getLogger("wasmlet.agent")
@@ -59,6 +60,7 @@ class CommandRevision:
     def __init__(self, key: AppKey, revision: str, spec: WasmAppSpec, services: Services) -> None:
         self.key, self.revision, self.spec, self.services = key, revision, spec, services
         self.loader = ModuleLoader(key, spec, services)
+        self.on_cpu = services.cpu_counter(key)
         self.logs: dict[str, LogBuffer] = {}
         self.desired = 0
         self._instances: dict[str, CommandInstance] = {}
@@ -100,7 +102,10 @@ class CommandRevision:
 
     def statuses(self) -> list[InstanceStatus]:
         with self._lock:
-            return [dataclasses.replace(i.status) for i in self._instances.values()]
+            return [i.snapshot() for i in self._instances.values()]
+
+    def memory_bytes(self) -> int:
+        return sum(s.memory_bytes for s in self.statuses() if s.state is State.RUNNING)
 
     def begin_stop(self) -> None:
         with self._lock:
@@ -134,8 +139,9 @@ class CommandInstance:
         on_end: Callable[[str], None],
     ) -> None:
         self.key, self.spec, self.services = revision.key, revision.spec, revision.services
-        self.loader = revision.loader
+        self.loader, self.on_cpu = revision.loader, revision.on_cpu
         self.status = InstanceStatus(name, revision.revision)
+        self.usage = Usage()  # the current run's, sampled on this thread while it runs
         self.directory, self.logs, self.on_end = directory, logs, on_end
         self.cancel = Cancel()
         self.stopping = False
@@ -153,6 +159,13 @@ class CommandInstance:
 
     def join(self, timeout: float) -> None:
         self.thread.join(timeout)
+
+    def snapshot(self) -> InstanceStatus:
+        """A copy of the status; while running, with the memory sampled live."""
+        status, usage = dataclasses.replace(self.status), self.usage
+        if status.state is State.RUNNING and usage.memory_bytes:
+            status.memory_bytes = usage.memory_bytes
+        return status
 
     # --- the lifecycle, on this instance's thread ----------------------------------------
 
@@ -219,9 +232,10 @@ class CommandInstance:
             self.services.event(self.key, "Warning", e.reason, str(e))
             return self._back_off(e.reason, str(e), 0.0)
         status.started_at = time.time()
-        # Until the run ends (and reports its peak) the instance holds at least the
-        # initial linear memory the module declares.
+        # Until the first sample the instance holds at least the initial linear memory the
+        # module declares; at the end, status keeps the final (peak) size.
         status.memory_bytes = ready.module.min_memory_bytes
+        self.usage = usage = Usage(self.on_cpu)
         self._to(State.RUNNING)
         self.services.event(self.key, "Normal", Reason.STARTED, f"instance {status.name}")
         t0 = time.monotonic()
@@ -236,7 +250,7 @@ class CommandInstance:
             spec = dataclasses.replace(
                 spec, stdout_path=output.stdout_path, stderr_path=output.stderr_path
             )
-            result = run_instance(ready.module, spec, self.cancel)
+            result = run_instance(ready.module, spec, self.cancel, usage)
         finally:
             output.finish()
         over = storage.finish()

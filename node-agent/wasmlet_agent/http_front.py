@@ -25,9 +25,12 @@ from wasmlet.api.constants import Mode
 from wasmlet.api.placements import Reason
 from wasmlet_agent.apps import Apps, DesiredApp
 from wasmlet_agent.config import FrontLimits
+from wasmlet_agent.http_revision import HttpRevision
 from wasmlet_agent.metrics import AgentMetrics
 from wasmlet_agent.revision import AppKey, EventSink
-from wasmlet_agent.runtime.cgi import CgiRequest, CgiResponse, ServerInfo, invoke_cgi
+from wasmlet_agent.runtime.cgi import CgiRequest, CgiResponse, ServerInfo
+from wasmlet_agent.runtime.instances import InstanceSpec
+from wasmlet_agent.runtime.modules import LoadedModule
 
 log = logging.getLogger("wasmlet.agent")
 
@@ -182,11 +185,14 @@ class HttpFront:
             raise
         return b"".join(chunks), taken
 
-    def _submit(self, *args: object) -> asyncio.Future[CgiResponse]:
-        """Run invoke_cgi on this app's workers; the slot is freed when the worker ends."""
+    def _submit(
+        self, rev: HttpRevision, module: LoadedModule, cgi: CgiRequest, spec: InstanceSpec
+    ) -> asyncio.Future[CgiResponse]:
+        """Run the request's instance on this app's workers; the slot is freed when the
+        worker ends."""
         loop = asyncio.get_running_loop()
         self.inflight += 1
-        fut: Future[CgiResponse] = self.executor.submit(invoke_cgi, *args)  # type: ignore[arg-type]
+        fut: Future[CgiResponse] = self.executor.submit(rev.invoke, module, cgi, spec)
 
         def ended(_: Future[CgiResponse]) -> None:
             loop.call_soon_threadsafe(self._worker_ended)
@@ -241,7 +247,7 @@ class HttpFront:
                         ),
                     )
                     resp = await asyncio.wait_for(
-                        asyncio.shield(self._submit(module, cgi, spec)),
+                        asyncio.shield(self._submit(rev, module, cgi, spec)),
                         timeout=limits.request_timeout_seconds + 5,
                     )
                 finally:

@@ -26,10 +26,11 @@ from wasmlet_agent.lifecycle import State
 from wasmlet_agent.objects import ConfigError
 from wasmlet_agent.readiness import Readiness, observe, result_of, split_target
 from wasmlet_agent.revision import AppKey, LoadFailed, ModuleLoader, Services
-from wasmlet_agent.runtime.cgi import CgiRequest, ServerInfo, invoke_cgi
+from wasmlet_agent.runtime.cgi import CgiRequest, CgiResponse, ServerInfo, invoke_cgi
 from wasmlet_agent.runtime.instances import InstanceSpec
 from wasmlet_agent.runtime.logs import LogBuffer
 from wasmlet_agent.runtime.modules import LoadedModule
+from wasmlet_agent.runtime.usage import InFlight, Usage
 from wasmlet_agent.volumes import remove_instance_dir
 
 log = logging.getLogger("wasmlet.agent")
@@ -41,6 +42,8 @@ class HttpRevision:
     def __init__(self, key: AppKey, revision: str, spec: WasmAppSpec, services: Services) -> None:
         self.key, self.revision, self.spec, self.services = key, revision, spec, services
         self.loader = ModuleLoader(key, spec, services)
+        self.on_cpu = services.cpu_counter(key)
+        self.inflight = InFlight()  # the requests' instances running now
         self.logs: dict[str, LogBuffer] = {}
         self.desired = 0
         self.stopped = threading.Event()
@@ -77,6 +80,18 @@ class HttpRevision:
         if ready is None or template is None or self.desired == 0:
             return None
         return ready.module, template
+
+    def invoke(
+        self, module: LoadedModule, request: CgiRequest, template: InstanceSpec
+    ) -> CgiResponse:
+        """Serve one request with a fresh instance (blocks: a worker thread), counted in
+        this revision's memory while in flight and in the app's CPU time."""
+        usage = Usage(self.on_cpu)
+        with self.inflight.track(usage):
+            return invoke_cgi(module, request, template, usage=usage)
+
+    def memory_bytes(self) -> int:
+        return self.inflight.memory_bytes()
 
     def _preload(self) -> None:
         """Load the module and resolve env and volumes once, retrying with back-off."""

@@ -43,7 +43,16 @@ class AgentMetrics:
         )  # fmt: skip
         self.memory = Gauge(
             "wasmlet_app_linear_memory_bytes",
-            "Linear memory held by the running instances of an app on this node.",
+            "Live linear memory of an app's running instances on this node (HTTP mode: its "
+            "requests in flight), sampled on each guest's thread while it runs; components "
+            "count 0, their memories are not visible.",
+            ["namespace", "app"],
+            registry=registry,
+        )
+        self.cpu = Counter(
+            "wasmlet_app_cpu_seconds",
+            "CPU time of an app's instances on this node (each instance's thread, from "
+            "instantiation to teardown), counted while they run.",
             ["namespace", "app"],
             registry=registry,
         )

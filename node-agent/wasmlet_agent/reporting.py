@@ -32,9 +32,7 @@ def update_metrics(metrics: AgentMetrics, reports: Reports) -> None:
             counts[s.state] = counts.get(s.state, 0) + 1
         for state, n in counts.items():
             metrics.instances.labels(namespace=ns, app=app, state=state.value).set(n)
-        metrics.memory.labels(namespace=ns, app=app).set(
-            sum(s.memory_bytes for s in rep.instances if s.state is InstanceState.RUNNING)
-        )
+        metrics.memory.labels(namespace=ns, app=app).set(rep.memory_bytes)
 
 
 class ReportLoop:

@@ -21,6 +21,7 @@ from wasmlet_agent.modulestore import ModuleStore, Phase, Ready
 from wasmlet_agent.objects import ObjectLookup
 from wasmlet_agent.runtime.logs import LogBuffer
 from wasmlet_agent.runtime.modules import ModuleError
+from wasmlet_agent.runtime.usage import OnCpu
 from wasmlet_agent.sources import SourceError
 
 log = logging.getLogger("wasmlet.agent")
@@ -46,6 +47,12 @@ class Services:
     log_lines: int = 1000
     _indexes: dict[tuple[AppKey, str], Iterator[int]] = field(default_factory=dict, repr=False)
     _index_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def cpu_counter(self, key: AppKey) -> OnCpu | None:
+        """What a run of this app passes its CPU time to; the series exists from then on."""
+        if self.metrics is None:
+            return None
+        return self.metrics.cpu.labels(namespace=key[0], app=key[1]).inc
 
     def instance_name(self, key: AppKey, revision: str) -> str:
         """A name no other instance of this agent has had: a revision that is removed and
@@ -134,5 +141,6 @@ class Revision(Protocol):
     def digest(self) -> str | None: ...
     def scale(self, replicas: int) -> None: ...
     def statuses(self) -> list[InstanceStatus]: ...
+    def memory_bytes(self) -> int: ...
     def begin_stop(self) -> None: ...
     def join(self, deadline: float) -> None: ...

@@ -67,6 +67,9 @@ def test_metrics_after_traffic(start: StartAgent, oci: OciModule, tmp_path: Path
     assert m("wasmlet_instances", namespace="default", app="broken", state="BackOff") == 1
     memory = m("wasmlet_app_linear_memory_bytes", namespace="default", app="ticker")
     assert memory is not None and memory >= 2 * PAGE and memory % PAGE == 0
+    # Every app has the CPU series from its start; running instances add to it.
+    assert (m("wasmlet_app_cpu_seconds_total", namespace="default", app="ticker") or 0) > 0
+    assert m("wasmlet_app_cpu_seconds_total", namespace="default", app="web") is not None
 
     assert m("wasmlet_http_requests_total", namespace="default", app="web", code="200") == 3
     assert m("wasmlet_http_requests_total", namespace="default", app="web", code="404") == 1
@@ -99,6 +102,7 @@ def test_metrics_after_traffic(start: StartAgent, oci: OciModule, tmp_path: Path
         "wasmlet_cold_start_seconds",
         "wasmlet_instances",
         "wasmlet_app_linear_memory_bytes",
+        "wasmlet_app_cpu_seconds",
         "wasmlet_http_requests",
         "wasmlet_http_request_duration_seconds",
         "wasmlet_instance_restarts",

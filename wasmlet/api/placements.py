@@ -130,6 +130,8 @@ class AppReport:
     digest: str | None = None
     instances: list[InstanceStatus] = field(default_factory=list)
     problem: tuple[str, str] | None = None  # (reason, message) when something is wrong
+    # Live linear memory of the running instances (HTTP mode: of the requests in flight).
+    memory_bytes: int = 0
 
 
 def rfc3339(t: datetime) -> str:

@@ -35,6 +35,7 @@ GUESTS: dict[str, str] = {
     "loop": "loop.c",
     "long": "long.c",
     "memhog": "memhog.c",
+    "grower": "grower.c",
     "files": "files.c",
     "envdump": "envdump.c",
     "cgi": "cgi.c",

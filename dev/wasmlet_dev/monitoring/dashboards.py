@@ -225,6 +225,7 @@ def cold_start() -> dash.Dashboard:
 
 def memory() -> dash.Dashboard:
     running = f'wasmlet_instances{{{APP}, state="Running"}}'
+    cpu = f"rate(wasmlet_app_cpu_seconds_total{{{APP}}}[{RATE}])"
     return (
         _board("wasmlet-memory", "wasmlet / Memory and density")
         .with_panel(
@@ -257,6 +258,18 @@ def memory() -> dash.Dashboard:
                   f" / sum by (namespace, app) ({running})", "{{namespace}}/{{app}}")],
                 width=24,
             )
+        )
+        .with_panel(
+            graph(
+                "CPU per app", "short",
+                [(f"sum by (namespace, app) ({cpu})", "{{namespace}}/{{app}}")],
+                "CPU cores the app's instances use (their threads' CPU time per second), "
+                "counted while they run: a spinning guest shows here.",
+            )
+        )
+        .with_panel(
+            graph("CPU per node", "short", [(on_node(f"sum by (instance) ({cpu})"), "{{node}}")],
+                  "CPU cores the instances on each node use.")
         )
     )  # fmt: skip
 
@@ -315,6 +328,14 @@ def app() -> dash.Dashboard:
                 "Linear memory", "bytes",
                 [(on_node(f"sum by (instance) (wasmlet_app_linear_memory_bytes{{{APP}}})"),
                   "{{node}}")],
+            )
+        )
+        .with_panel(
+            graph(
+                "CPU", "short",
+                [(on_node(f"sum by (instance) (rate(wasmlet_app_cpu_seconds_total{{{APP}}}"
+                          f"[{RATE}]))"), "{{node}}")],
+                "CPU cores the app's instances use on each node.",
             )
         )
         .with_panel(

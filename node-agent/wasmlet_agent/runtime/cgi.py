@@ -38,6 +38,7 @@ from wasmlet_agent.runtime.instances import (
     run_instance,
 )
 from wasmlet_agent.runtime.modules import LoadedModule
+from wasmlet_agent.runtime.usage import Usage
 
 DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 MAX_HEADER_BYTES = 64 * 1024
@@ -239,13 +240,14 @@ def invoke_cgi(
     spec: InstanceSpec | None = None,
     *,
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    usage: Usage | None = None,
 ) -> CgiResponse:
     """Serve `request` with a fresh instance of `module`; blocks, so call from a worker thread.
 
     `spec` is the app's instance template (args, env, preopens, limits, stderr); its stdin and
     stdout are replaced by the request body and the response. Both live in memfds, reached by
     wasmtime through /proc/self/fd: a file is ~2x faster per request than a stdout callback,
-    which wasmtime runs on another thread.
+    which wasmtime runs on another thread. `usage` is passed on to run_instance.
     """
     base = spec or InstanceSpec()
     try:
@@ -285,7 +287,7 @@ def invoke_cgi(
             instance_spec = dataclasses.replace(
                 instance_spec, stderr=None, stderr_path=f"/proc/self/fd/{err_fd}"
             )
-        result = run_instance(module, instance_spec, cap)
+        result = run_instance(module, instance_spec, cap, usage)
         if err_fd is not None and base.stderr is not None:
             errors = _read_all(err_fd)[:MAX_STDERR_BYTES]
             if errors:

@@ -24,6 +24,7 @@ import wasmtime.component
 from wasmtime import _bindings, _ffi, _wasi
 
 from wasmlet_agent.runtime.modules import LoadedComponent, LoadedModule
+from wasmlet_agent.runtime.usage import Usage
 
 # An unlimited instance still needs an epoch deadline (the default is "now"); ~89 years of
 # 10 ms ticks, far from overflowing the u64 epoch counter.
@@ -33,6 +34,9 @@ _NO_FUEL_LIMIT = (1 << 63) - 1
 # memory.grow past the limit returns -1 to the guest, which then fails its own way.
 _OOM_HEADROOM_FRACTION = 8
 _OOM_MIN_HEADROOM = 1 << 16
+# A run with a Usage is sampled at least every this many ticks of guest execution (50 ms at
+# the default tick): live enough for a scrape interval, rare enough to cost nothing.
+SAMPLE_TICKS = 5
 
 Sink = Callable[[bytes], None]
 
@@ -131,13 +135,18 @@ class Cancel:
 class _Watch:
     """Per-run state the epoch callback reads; it runs on the guest's own thread."""
 
-    __slots__ = ("cancel", "deadline", "reason", "tick")
+    __slots__ = ("cancel", "deadline", "memories", "reason", "tick", "usage")
 
-    def __init__(self, deadline: float | None, cancel: Cancel | None, tick: float) -> None:
+    def __init__(
+        self, deadline: float | None, cancel: Cancel | None, tick: float, usage: Usage | None
+    ) -> None:
         self.deadline = deadline
         self.cancel = cancel
         self.tick = tick
         self.reason: Outcome | None = None
+        self.usage = usage
+        # The instance's exported memories once instantiated (components: none visible).
+        self.memories: list[Any] = []
 
     def first_ticks(self) -> int:
         if self.deadline is None:
@@ -145,7 +154,8 @@ class _Watch:
         return self._ticks_until(self.deadline - time.monotonic())
 
     def _cancel_ticks(self) -> int:
-        return max(1, self.cancel.check_ticks) if self.cancel is not None else _NO_DEADLINE_TICKS
+        ticks = max(1, self.cancel.check_ticks) if self.cancel is not None else _NO_DEADLINE_TICKS
+        return min(ticks, SAMPLE_TICKS) if self.usage is not None else ticks
 
     def _ticks_until(self, remaining: float) -> int:
         return min(max(1, math.ceil(remaining / self.tick)), self._cancel_ticks())
@@ -163,6 +173,23 @@ class _Watch:
             return 0
         return self._ticks_until(remaining)
 
+    def sample(self, ctx: Any) -> None:
+        """Read the live memory size and CPU time into the Usage; never raises.
+
+        `ctx` is the store context wasmtime hands the callback: the guest is paused at an
+        epoch check on this thread, so reading its memories' sizes is safe here.
+        """
+        usage = self.usage
+        if usage is None:
+            return
+        try:
+            memory = None
+            if self.memories:
+                memory = sum(_ffi.wasmtime_memory_data_size(ctx, m) for m in self.memories)
+            usage.sample(memory, time.thread_time())
+        except Exception:  # sampling must never stop a guest: give it up instead
+            self.usage = None
+
 
 # Watches by handle; the C callback gets the handle as its env pointer.
 _WATCHES: dict[int, _Watch] = {}
@@ -172,7 +199,7 @@ _FinalizerType = _bindings._wasmtime_store_epoch_deadline_callback.argtypes[3]
 _UPDATE_DEADLINE_CONTINUE = 0
 
 
-def _on_epoch_deadline(_ctx: Any, env: int | None, delta: Any, kind: Any) -> int:
+def _on_epoch_deadline(ctx: Any, env: int | None, delta: Any, kind: Any) -> int:
     try:
         watch = _WATCHES[env or 0]
         ticks = watch.check()
@@ -180,6 +207,8 @@ def _on_epoch_deadline(_ctx: Any, env: int | None, delta: Any, kind: Any) -> int
         ticks, message = 0, f"wasmlet: epoch callback failed: {err}"
     else:
         message = f"wasmlet: {watch.reason}"
+        if ticks != 0:
+            watch.sample(ctx)
     if ticks == 0:
         error = _ffi.wasmtime_error_new(message.encode())
         return ctypes.cast(error, ctypes.c_void_p).value or 0
@@ -204,12 +233,8 @@ def _split_message(text: str) -> tuple[str, str]:
     return cause.splitlines()[0].strip() if cause else full, full
 
 
-def _linear_memory_bytes(instance: wasmtime.Instance, store: wasmtime.Store) -> int:
-    total = 0
-    for item in instance.exports(store).by_index:
-        if isinstance(item, wasmtime.Memory):
-            total += item.data_len(store)
-    return total
+def _linear_memory_bytes(memories: Sequence[wasmtime.Memory], store: wasmtime.Store) -> int:
+    return sum(m.data_len(store) for m in memories)
 
 
 def _near_limit(peak: int, limit: int | None) -> bool:
@@ -423,12 +448,16 @@ STORE_LIMITS = {"instances": 64, "memories": 16, "tables": 64, "table_elements":
 
 
 def run_instance(
-    module: LoadedModule, spec: InstanceSpec, cancel: Cancel | None = None
+    module: LoadedModule,
+    spec: InstanceSpec,
+    cancel: Cancel | None = None,
+    usage: Usage | None = None,
 ) -> InstanceResult:
     """Instantiate `module` per `spec`, run `_start` to the end and report how it ended.
 
     Blocks until the guest ends: call it from a worker thread. Never raises for anything the
-    guest or the spec does; those come back as an Outcome.
+    guest or the spec does; those come back as an Outcome. `usage`, if given, is kept up to
+    date while the guest runs: its linear memory (core modules) and this thread's CPU time.
     """
     engine = module.engine
     limit = spec.memory_limit_bytes
@@ -449,6 +478,8 @@ def run_instance(
             message="a fuel limit needs an engine built with EngineConfig(consume_fuel=True)",
         )
 
+    if usage is not None:
+        usage.begin(time.thread_time())
     store = wasmtime.Store(engine.engine)
     try:
         try:
@@ -462,11 +493,11 @@ def run_instance(
             store.set_fuel(spec.fuel if spec.fuel is not None else _NO_FUEL_LIMIT)
         store.set_limits(memory_size=-1 if limit is None else limit, **STORE_LIMITS)
         watch: _Watch | None = None
-        if spec.timeout_seconds is not None or cancel is not None:
+        if spec.timeout_seconds is not None or cancel is not None or usage is not None:
             deadline = None
             if spec.timeout_seconds is not None:
                 deadline = time.monotonic() + spec.timeout_seconds
-            watch = _Watch(deadline, cancel, engine.tick_seconds)
+            watch = _Watch(deadline, cancel, engine.tick_seconds, usage)
             handle = next(_WATCH_IDS)
             _WATCHES[handle] = watch
             _bindings.wasmtime_store_epoch_deadline_callback(
@@ -482,8 +513,14 @@ def run_instance(
             instance = module.pre.instantiate(store)
         except (wasmtime.Trap, wasmtime.WasmtimeError) as err:
             return _instantiate_failed(err, limit, t0)
-        start = instance.exports(store)["_start"]
+        exports = instance.exports(store)
+        start = exports["_start"]
         assert isinstance(start, wasmtime.Func)  # checked when the module was loaded
+        memories = [m for m in exports.by_index if isinstance(m, wasmtime.Memory)]
+        if watch is not None and usage is not None:
+            # Raw handles, read in the epoch callback with the context it is given.
+            watch.memories = [ctypes.byref(m._memory) for m in memories]
+            usage.sample(_linear_memory_bytes(memories, store), time.thread_time())
         t1 = time.perf_counter()
         exit_code: int | None = None
         error: Exception | None = None
@@ -495,11 +532,15 @@ def run_instance(
         except (wasmtime.Trap, wasmtime.WasmtimeError) as err:
             error = err
         t2 = time.perf_counter()
-        peak = _linear_memory_bytes(instance, store)
+        peak = _linear_memory_bytes(memories, store)
+        if usage is not None:
+            usage.sample(peak, time.thread_time())
         return _ended(error, exit_code, watch, spec, cancel, peak, (t0, t1, t2))
     finally:
         # Drop the store (and its WASI output callbacks) now, not at interpreter exit.
         store.close()
+        if usage is not None:  # tearing down, and runs that failed to start, count too
+            usage.sample(None, time.thread_time())
 
 
 def _run_component(

@@ -27,6 +27,7 @@ from wasmlet_agent.runtime import (
 )
 from wasmlet_agent.runtime.instances import network_capabilities
 from wasmlet_agent.runtime.modules import LoadedComponent, ModuleError
+from wasmlet_agent.runtime.usage import Usage
 from wasmlet_dev.guests.build import COMPONENTS, GuestBuildError, build_guests
 
 MiB = 1024 * 1024
@@ -320,3 +321,15 @@ def test_network_on_without_tcp_fails_at_socket_creation(
 def test_core_modules_ignore_the_network_flag(load: Callable[[str], LoadedModule]) -> None:
     result, out, _ = run(load("hello"), network=True)
     assert result.succeeded and out.startswith("hello from wasm")
+
+
+def test_component_usage_counts_cpu_but_cannot_see_memory(comp: Comp) -> None:
+    # The C API gives no access to a component's core memories (and no limiter callback),
+    # so its live memory stays 0; its thread's CPU time is counted like a module's.
+    usage, loop = Usage(), comp("loop_component")
+    before = time.thread_time()
+    result = run_instance(loop, InstanceSpec(timeout_seconds=0.4), None, usage)
+    spent = time.thread_time() - before
+    assert result.outcome is Outcome.TIMED_OUT
+    assert spent > 0.02 and spent - 0.005 < usage.cpu_seconds <= spent
+    assert usage.memory_bytes == 0
