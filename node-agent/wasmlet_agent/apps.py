@@ -115,11 +115,15 @@ class AppController:
         return rep
 
     def http_revision(self) -> HttpRevision | None:
-        """The newest revision that can serve requests."""
+        """The newest revision that can serve requests; if none can, the newest one that
+        refuses them with a reason of its own (its emptyDir is full)."""
         with self._lock:
-            revisions = list(self.revisions)
+            revisions = [r for r in self.revisions if isinstance(r, HttpRevision)]
         for rev in reversed(revisions):
-            if isinstance(rev, HttpRevision) and rev.serving() is not None:
+            if rev.serving() is not None:
+                return rev
+        for rev in reversed(revisions):
+            if rev.refusal() is not None:
                 return rev
         return None
 

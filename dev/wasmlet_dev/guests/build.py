@@ -36,6 +36,7 @@ GUESTS: dict[str, str] = {
     "long": "long.c",
     "memhog": "memhog.c",
     "files": "files.c",
+    "scratch": "scratch.c",
     "envdump": "envdump.c",
     "cgi": "cgi.c",
     "gohello": "gohello.go",
