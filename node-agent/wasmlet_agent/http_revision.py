@@ -149,7 +149,7 @@ class HttpRevision:
                     return False
                 try:
                     template = self._build_template()
-                except ConfigError:  # e.g. a Secret removed meanwhile: prepare, reporting it
+                except Exception:  # e.g. a Secret removed meanwhile: _prepare reports it
                     self._template, self._full = None, None
                     return True
                 self._template, self._full = template, None

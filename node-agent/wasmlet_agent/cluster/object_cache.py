@@ -64,10 +64,7 @@ class _Entry:
 
 
 class ObjectCache:
-    """An ObjectLookup over the API server that reads each object once and then watches it.
-
-    `reads` and `watches` count the requests made (for metrics and tests); `on_watch_error`
-    is told why a watch ended abnormally."""
+    """An ObjectLookup over the API server that reads each object once and then watches it."""
 
     def __init__(
         self,
@@ -79,7 +76,6 @@ class ObjectCache:
     ) -> None:
         self.core, self.watch_seconds, self.retry_seconds = core, watch_seconds, retry_seconds
         self.clock = clock
-        self.reads = self.watches = 0
         self._entries: dict[Key, _Entry] = {}
         self._gates: dict[Key, threading.Lock] = {}
         self._lock = threading.Lock()
@@ -150,7 +146,6 @@ class ObjectCache:
 
     def _get(self, key: Key) -> tuple[Mapping[str, Any] | None, str | None]:
         kind, namespace, name = key
-        self.reads += 1
         try:
             obj: Any = (
                 self.core.read_namespaced_config_map(name, namespace)
@@ -179,11 +174,12 @@ class ObjectCache:
         assert w is not None
         try:
             while self._current(key, entry):
-                self.watches += 1
                 kwargs: dict[str, Any] = {
                     "field_selector": f"metadata.name={name}",
                     "timeout_seconds": self.watch_seconds,
                     "allow_watch_bookmarks": True,
+                    # A link that dies silently must not leave a stale copy trusted forever.
+                    "_request_timeout": self.watch_seconds + 30,
                 }
                 if entry.version is not None:
                     # From what was read: nothing in between is missed. With none (the object
