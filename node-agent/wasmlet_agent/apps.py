@@ -119,13 +119,17 @@ class AppController:
     def http_revision(self) -> HttpRevision | None:
         """The newest ready revision (its readiness check passes), else the newest that can
         serve at all: an old revision keeps the requests until a new one is ready, and a
-        revision that fails its check still serves when nothing better is here."""
+        revision that fails its check still serves when nothing better is here. If none can
+        serve, the newest that refuses requests with a reason of its own (its emptyDir is full)."""
         with self._lock:
             revisions = [r for r in self.revisions if isinstance(r, HttpRevision)]
         newest_ready = next((r for r in reversed(revisions) if r.ready()), None)
         if newest_ready is not None:
             return newest_ready
-        return next((r for r in reversed(revisions) if r.serving() is not None), None)
+        serving = next((r for r in reversed(revisions) if r.serving() is not None), None)
+        if serving is not None:
+            return serving
+        return next((r for r in reversed(revisions) if r.refusal() is not None), None)
 
 
 class Apps:

@@ -211,7 +211,9 @@ class HttpFront:
         try:
             served = rev.serving() if rev is not None else None
             if rev is None or served is None:
-                return web.Response(status=503, text="app is not ready on this node\n")
+                code, text = (rev.refusal() if rev is not None else None) or (
+                    503, "app is not ready on this node\n")  # fmt: skip
+                return web.Response(status=code, text=text, headers={"Retry-After": "1"})
             module, spec = served
             limits = rev.spec.limits
             self.handling += 1

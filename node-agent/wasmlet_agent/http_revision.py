@@ -2,11 +2,17 @@
 
 The revision loads its module and resolves env and volumes on a preload thread before it
 serves; its "instances" in status are the replicas wanted here, ready once it can serve, or,
-with spec.http.readinessCheck, once that check passes. The same thread then runs the check:
-a GET through invoke_cgi with the module and template requests get (a fresh instance each),
-in process, so the check cannot be aimed at any other address. It runs beside the app's
+with spec.http.readinessCheck, once that check passes. A thread of the revision then runs the
+check: a GET through invoke_cgi with the module and template requests get (a fresh instance
+each), in process, so the check cannot be aimed at any other address. It runs beside the app's
 request workers, so a busy app does not queue its own check, and is counted in
 wasmlet_readiness_checks, not as a request. A failing check restarts and stops nothing.
+
+Its emptyDirs are scratch space shared by the node's requests. The preload thread checks
+them every second: one over its sizeLimit (bytes or inodes) stops the revision serving new
+requests (507, reason EphemeralStorageExceeded in status and an Event), and after the app's
+back-off it serves again from fresh, empty directories, as a restarted pod gets a fresh
+emptyDir. The full ones are removed once requests still running on them have timed out.
 """
 
 from __future__ import annotations
@@ -31,7 +37,12 @@ from wasmlet_agent.runtime.instances import InstanceSpec
 from wasmlet_agent.runtime.logs import LogBuffer
 from wasmlet_agent.runtime.modules import LoadedModule
 from wasmlet_agent.runtime.usage import InFlight, Usage
-from wasmlet_agent.volumes import remove_instance_dir
+from wasmlet_agent.volumes import (
+    STORAGE_CHECK_SECONDS,
+    check_storage,
+    remove_instance_dir,
+    size_limits,
+)
 
 log = logging.getLogger("wasmlet.agent")
 
@@ -53,6 +64,8 @@ class HttpRevision:
         self.check: ReadinessCheck | None = http.readiness_check if http is not None else None
         # Replaced whole by the check thread (never mutated), read by any thread.
         self.readiness = Readiness(ready=self.check is None)
+        self._full: str | None = None  # why new requests are refused (an emptyDir is full)
+        self._generation = 0  # of the scratch directories: a fresh set after a full one
         self._preloader: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -77,7 +90,7 @@ class HttpRevision:
     def serving(self) -> tuple[LoadedModule, InstanceSpec] | None:
         """(module, per-request template) once this revision can serve, else None."""
         ready, template = self.loader.ready, self._template
-        if ready is None or template is None or self.desired == 0:
+        if ready is None or template is None or self.desired == 0 or self._full is not None:
             return None
         return ready.module, template
 
@@ -93,9 +106,35 @@ class HttpRevision:
     def memory_bytes(self) -> int:
         return self.inflight.memory_bytes()
 
+    def refusal(self) -> tuple[int, str] | None:
+        """(HTTP status, body) for requests while this revision refuses them, else None."""
+        full = self._full
+        return (507, f"{full}\n") if full is not None and self.desired else None
+
     def _preload(self) -> None:
-        """Load the module and resolve env and volumes once, retrying with back-off."""
+        """Load the module and resolve env and volumes, retrying with back-off; then run the
+        readiness check (on a thread of its own) and guard the scratch directories' limits
+        until stopped."""
         backoff = Backoff(self.spec.backoff.initial_seconds, self.spec.backoff.max_seconds)
+        checker: threading.Thread | None = None
+        while not self.stopped.is_set():
+            self._prepare(backoff)
+            if self.check is not None and checker is None and self._template is not None:
+                self.services.on_change(self.key)  # serving (not ready yet) before the first check
+                checker = threading.Thread(
+                    target=self._check_loop, args=(self.check,), daemon=True,
+                    name=f"readiness {self.key[0]}/{self.key[1]} {self.revision[:12]}",
+                )  # fmt: skip
+                checker.start()
+            if self._template is None or not self._guard_storage(backoff):
+                break
+        if checker is not None:
+            checker.join()  # it ends when the revision stops
+        if self.stopped.is_set():  # removed while loading: join() could not clean up
+            remove_instance_dir(self._directory())
+        self.services.on_change(self.key)
+
+    def _prepare(self, backoff: Backoff) -> None:
         while not self.stopped.is_set() and self._template is None:
             try:
                 self.loader.load(lambda _phase: None)
@@ -116,12 +155,50 @@ class HttpRevision:
                 self._problem = (Reason.AGENT_ERROR, str(e))
                 self.services.on_change(self.key)
                 self.stopped.wait(backoff.on_exit(0))
-        if self.check is not None and not self.stopped.is_set():
-            self.services.on_change(self.key)  # serving (not ready yet) before the first check
-            self._check_loop(self.check)
-        if self.stopped.is_set():  # removed while loading: join() could not clean up
-            remove_instance_dir(self._directory())
         self.services.on_change(self.key)
+
+    def _guard_storage(self, backoff: Backoff) -> bool:
+        """Check the scratch directories every second until stopped; when one is full,
+        refuse requests, wait the back-off and serve again from a fresh, empty set. True if
+        the fresh set could not be prepared (the caller prepares it again)."""
+        limits = size_limits(self.spec, self._volumes())
+        if not limits:
+            return False
+        since = time.monotonic()
+        retired: list[tuple[float, Path]] = []  # (when to remove, directory)
+        try:
+            while not self.stopped.wait(STORAGE_CHECK_SECONDS):
+                now = time.monotonic()
+                for when, old in [r for r in retired if r[0] <= now]:
+                    remove_instance_dir(old)
+                    retired.remove((when, old))
+                problem = check_storage(limits)
+                if problem is None:
+                    continue
+                delay = backoff.on_exit(now - since)
+                self._full = (f"{problem}; new requests are refused, and served again from "
+                              f"empty directories in {delay:g}s")  # fmt: skip
+                self.services.event(self.key, "Warning", Reason.EPHEMERAL_STORAGE, self._full)
+                self.services.on_change(self.key)
+                # Requests still running write to the old set until their timeout.
+                grace = self.spec.limits.request_timeout_seconds + 5
+                retired.append((now + max(delay, grace), self._volumes()))
+                self._generation += 1
+                if self.stopped.wait(delay):
+                    return False
+                try:
+                    template = self._build_template()
+                except Exception:  # e.g. a Secret removed meanwhile: _prepare reports it
+                    self._template, self._full = None, None
+                    return True
+                self._template, self._full = template, None
+                limits = size_limits(self.spec, self._volumes())
+                since = time.monotonic()
+                self.services.on_change(self.key)
+            return False
+        finally:
+            for _, old in retired:
+                remove_instance_dir(old)
 
     def ready(self) -> bool:
         """Serving, and its readiness check (if any) passes: it may take requests over."""
@@ -139,7 +216,8 @@ class HttpRevision:
 
     def _check_once(self, check: ReadinessCheck) -> None:
         ready, template = self.loader.ready, self._template
-        assert ready is not None and template is not None  # set before the loop starts
+        if ready is None or template is None:  # being prepared again (a full emptyDir)
+            return
         path, query = split_target(check.path)
         port = self.spec.http.port if self.spec.http is not None else 0
         request = CgiRequest(
@@ -177,7 +255,7 @@ class HttpRevision:
         buf = self.logs.setdefault(f"{app}-{self.revision[:6]}-http",
                                    LogBuffer(self.services.log_lines))  # fmt: skip
         return build_instance_spec(
-            self.spec, self.key[0], app, self._directory(), self.services.lookup,
+            self.spec, self.key[0], app, self._volumes(), self.services.lookup,
             stdout=None, stderr=buf.sink("stderr"), host_paths=self.services.host_paths,
         )  # fmt: skip
 
@@ -185,11 +263,18 @@ class HttpRevision:
         ns, app = self.key
         return self.services.instance_root / ns / app / f"{self.revision[:12]}-http"
 
+    def _volumes(self) -> Path:
+        """This generation's directory (its `volumes/` holds the emptyDirs and projections)."""
+        return self._directory() / str(self._generation)
+
     def statuses(self) -> list[InstanceStatus]:
         # Instances are per request: the revision's replicas are ready once it can serve and
         # its readiness check (if any) passes.
         readiness = self.readiness
-        if self._template is not None:
+        reason: str
+        if self._full is not None:
+            state, (reason, message) = State.BACK_OFF, (Reason.EPHEMERAL_STORAGE, self._full)
+        elif self._template is not None:
             state, (reason, message) = State.RUNNING, readiness.problem() or ("", "")
         elif self._problem is not None:
             state, (reason, message) = State.BACK_OFF, self._problem

@@ -1,8 +1,10 @@
 """spec.volumes/volumeMounts as directories preopened for one instance, and their size limits.
 
 An instance directory holds `volumes/<name>` for each mounted emptyDir, ConfigMap and Secret;
-hostPaths are preopened where they are, if `host_paths.py` allows them. A watch stops a run
-whose emptyDir outgrows its sizeLimit (like the kubelet's eviction for ephemeral storage).
+hostPaths are preopened where they are, if `host_paths.py` allows them. An emptyDir's
+sizeLimit bounds its bytes and its inodes (like the kubelet's eviction for ephemeral
+storage): `StorageWatch` stops a command-mode run that outgrows it; an HTTP revision checks
+its shared scratch directories the same way (`http_revision.py`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from wasmlet.api.placements import Reason
 from wasmlet.api.spec import Volume, WasmAppSpec, parse_quantity
@@ -109,14 +112,32 @@ def prepare_mounts(
     return preopens
 
 
-def directory_bytes(root: Path) -> int:
-    """Bytes of regular files under root (emptyDir sizeLimit accounting)."""
-    total = 0
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            with contextlib.suppress(FileNotFoundError):
-                total += os.lstat(os.path.join(dirpath, name)).st_size
-    return total
+class Usage(NamedTuple):
+    bytes: int  # of regular files
+    inodes: int  # files, directories and symlinks below the root
+
+
+def directory_usage(root: Path, stop_after_inodes: int | None = None) -> Usage:
+    """What an emptyDir holds. Counting ends once past `stop_after_inodes`, so a guest that
+    made a million empty files costs one bounded walk, not a million stats."""
+    total = inodes = 0
+    stack = [os.fspath(root)]
+    while stack:
+        try:
+            listing = os.scandir(stack.pop())
+        except OSError:  # removed meanwhile, or not a directory
+            continue
+        with listing:
+            for entry in listing:
+                inodes += 1
+                if stop_after_inodes is not None and inodes > stop_after_inodes:
+                    return Usage(total, inodes)
+                with contextlib.suppress(FileNotFoundError):
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    elif entry.is_file(follow_symlinks=False):
+                        total += entry.stat(follow_symlinks=False).st_size
+    return Usage(total, inodes)
 
 
 def remove_instance_dir(instance_dir: Path) -> None:
@@ -136,24 +157,63 @@ def remove_instance_dir(instance_dir: Path) -> None:
 
 
 STORAGE_CHECK_SECONDS = 1.0
+# Files and directories count too, as a disk charges each at least one block: an emptyDir
+# may hold one inode per BYTES_PER_INODE of its sizeLimit (ext4's `small` inode ratio), and
+# never fewer than MIN_INODES, so a guest making a million empty files is stopped as well.
+BYTES_PER_INODE = 4096
+MIN_INODES = 64
 
 
-def size_limits(spec: WasmAppSpec, instance_dir: Path) -> list[tuple[str, Path, int]]:
-    """(volume, directory, bytes) of an instance's mounted emptyDirs that have a sizeLimit."""
+def inode_limit(size_limit: int) -> int:
+    return max(size_limit // BYTES_PER_INODE, MIN_INODES)
+
+
+class StorageLimit(NamedTuple):
+    volume: str
+    path: Path
+    bytes: int
+    inodes: int
+
+
+def size_limits(spec: WasmAppSpec, instance_dir: Path) -> list[StorageLimit]:
+    """The limits of an instance's (or HTTP revision's) mounted emptyDirs with a sizeLimit."""
     mounted = {m.name for m in spec.volume_mounts}
-    return [
-        (v.name, instance_dir / "volumes" / v.name,
-         parse_quantity(v.empty_dir.size_limit, "spec.volumes[].emptyDir.sizeLimit"))
-        for v in spec.volumes
-        if v.empty_dir is not None and v.empty_dir.size_limit and v.name in mounted
-    ]  # fmt: skip
+    out = []
+    for v in spec.volumes:
+        if v.empty_dir is not None and v.empty_dir.size_limit and v.name in mounted:
+            size = parse_quantity(v.empty_dir.size_limit, "spec.volumes[].emptyDir.sizeLimit")
+            out.append(StorageLimit(v.name, instance_dir / "volumes" / v.name, size,
+                                    inode_limit(size)))  # fmt: skip
+    return out
+
+
+def over_limit(limit: StorageLimit, used: Usage) -> str | None:
+    """Which limit `used` exceeds, in words; None within both."""
+    if used.bytes > limit.bytes:
+        return (f"emptyDir {limit.volume} holds {used.bytes} bytes, over its sizeLimit of "
+                f"{limit.bytes} bytes")  # fmt: skip
+    if used.inodes > limit.inodes:
+        return (f"emptyDir {limit.volume} holds {used.inodes} or more files and directories, "
+                f"over its limit of {limit.inodes} (one per {BYTES_PER_INODE} bytes of "
+                "sizeLimit)")  # fmt: skip
+    return None
+
+
+def check_storage(limits: list[StorageLimit]) -> str | None:
+    """The first emptyDir over a limit, in words; None if all are within."""
+    for limit in limits:
+        problem = over_limit(limit, directory_usage(limit.path, limit.inodes))
+        if problem is not None:
+            return problem
+    return None
 
 
 class StorageWatch:
-    """Stops a run whose emptyDir outgrows its sizeLimit: checked every second while it
-    runs and once when it ends (a guest may write and exit between two checks)."""
+    """Stops a command-mode run whose emptyDir outgrows its sizeLimit (bytes or inodes):
+    checked every second while it runs and once when it ends (a guest may write and exit
+    between two checks)."""
 
-    def __init__(self, limits: list[tuple[str, Path, int]], cancel: Cancel) -> None:
+    def __init__(self, limits: list[StorageLimit], cancel: Cancel) -> None:
         self.limits, self.cancel = limits, cancel
         self.over: str | None = None
         self._done = threading.Event()
@@ -163,14 +223,8 @@ class StorageWatch:
             self._thread.start()
 
     def _check(self) -> str | None:
-        for name, path, limit in self.limits:
-            used = directory_bytes(path)
-            if used > limit:
-                return (
-                    f"emptyDir {name} holds {used} bytes, over its sizeLimit of {limit} bytes; "
-                    "the instance was stopped"
-                )
-        return None
+        problem = check_storage(self.limits)
+        return None if problem is None else f"{problem}; the instance was stopped"
 
     def _run(self) -> None:
         while not self._done.wait(STORAGE_CHECK_SECONDS):

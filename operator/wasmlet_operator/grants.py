@@ -1,5 +1,9 @@
-"""What each node's agent may read: per namespace and node, a Role granting `get` on exactly
-the Secrets and ConfigMaps its placements name, bound to that node's reader ServiceAccount.
+"""What each node's agent may read: per namespace and node, a Role granting `get` and `watch`
+on exactly the Secrets and ConfigMaps its placements name, bound to that node's reader
+ServiceAccount. `watch` with resourceNames allows a watch whose field selector is
+`metadata.name=<name>` (the API server authorizes it as a request for that name): the agent
+reads each object once and then follows it (`cluster/object_cache.py`), so restarts do not
+read again. No `list`: the agent never needs one.
 
 Pure: built from placements, written by `grant_writer.py`. An empty grant is no Role at all
 (`resourceNames: []` in RBAC means every name, so an empty list must never be written).
@@ -16,6 +20,7 @@ from wasmlet_operator.builders import MANAGED_BY
 
 GRANT_LABEL = "wasmlet.dev/agent-grant"
 RBAC = "rbac.authorization.k8s.io"
+VERBS = ["get", "watch"]  # deploy/32-operator-grant-policy.yaml allows exactly these
 Pair = tuple[str, str]  # (namespace, node)
 
 
@@ -43,7 +48,7 @@ def role_rules(refs: References) -> list[dict[str, Any]]:
                 {
                     "apiGroups": [""],
                     "resources": [resource],
-                    "verbs": ["get"],
+                    "verbs": list(VERBS),
                     "resourceNames": sorted(names),
                 }
             )

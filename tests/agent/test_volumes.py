@@ -9,7 +9,15 @@ import pytest
 from wasmlet.api.spec import parse_spec
 from wasmlet_agent.host_paths import HostPathPolicy
 from wasmlet_agent.objects import ConfigError, ManifestObjects
-from wasmlet_agent.volumes import directory_bytes, prepare_mounts, remove_instance_dir
+from wasmlet_agent.volumes import (
+    StorageLimit,
+    Usage,
+    directory_usage,
+    inode_limit,
+    over_limit,
+    prepare_mounts,
+    remove_instance_dir,
+)
 
 OBJECTS = ManifestObjects(
     [
@@ -54,7 +62,7 @@ def test_each_volume_kind(tmp_path: Path) -> None:
     assert not pre["/host"].writable and pre["/host"].host_path == host
     assert pre["/hostrw"].writable
     (pre["/data"].host_path / "f").write_bytes(b"12345")
-    assert directory_bytes(pre["/data"].host_path) == 5
+    assert directory_usage(pre["/data"].host_path) == (5, 1)
     remove_instance_dir(inst)
     assert not inst.exists() and host.exists()
 
@@ -106,3 +114,29 @@ def test_removing_an_instance_never_follows_its_symlinks(tmp_path: Path) -> None
     assert secret.read_text() == "host"
     assert secret.stat().st_mode & 0o777 == 0o600
     assert outside.stat().st_mode & 0o777 == 0o755
+
+
+def test_inode_limit_follows_size_limit_with_a_floor() -> None:
+    assert inode_limit(1024) == 64  # the floor
+    assert inode_limit(1 << 20) == 256  # one per 4 KiB
+    assert inode_limit(1 << 30) == 262144
+
+
+def test_over_limit_names_bytes_first_then_inodes(tmp_path: Path) -> None:
+    limit = StorageLimit("scratch", tmp_path, 100, 64)
+    assert over_limit(limit, Usage(100, 64)) is None
+    assert over_limit(limit, Usage(101, 0)) == (
+        "emptyDir scratch holds 101 bytes, over its sizeLimit of 100 bytes"
+    )
+    assert over_limit(limit, Usage(0, 65)) == (
+        "emptyDir scratch holds 65 or more files and directories, over its limit of 64 "
+        "(one per 4096 bytes of sizeLimit)"
+    )
+
+
+def test_usage_counts_directories_and_stops_early(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    for i in range(10):
+        (tmp_path / "d" / f"f{i}").write_bytes(b"ab")
+    assert directory_usage(tmp_path) == (20, 11)
+    assert directory_usage(tmp_path, stop_after_inodes=4).inodes == 5

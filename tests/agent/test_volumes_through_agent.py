@@ -14,6 +14,8 @@ from tests.agent.harness import (
     RunningAgent,
     app_doc,
     configmap_doc,
+    free_port,
+    request,
     wait_until,
     wasm_app,
 )
@@ -236,3 +238,64 @@ def test_emptydir_within_its_size_limit_is_fine(start: StartAgent, oci: OciModul
         "modest", lambda r: r.instances and r.instances[0].state is State.COMPLETED, "done"
     )
     assert rep.instances[0].reason == "Completed"
+
+
+def test_emptydir_inodes_count_against_its_size_limit(start: StartAgent, oci: OciModule) -> None:
+    # A guest that makes empty files without end: no bytes, but it is stopped all the same
+    # (64Ki of sizeLimit allows 16 inodes, at least 64).
+    agent = start(Objects([]))
+    agent.apply(
+        wasm_app(
+            "inodes",
+            oci("scratch"),
+            args=["touch:/scratch:0"],
+            restartPolicy="Never",
+            volumes=[{"name": "scratch", "emptyDir": {"sizeLimit": "64Ki"}}],
+            volumeMounts=[{"name": "scratch", "mountPath": "/scratch"}],
+        )
+    )
+    rep = agent.wait_report(
+        "inodes", lambda r: r.instances and r.instances[0].state is State.FAILED, "evicted",
+        timeout=30,
+    )  # fmt: skip
+    inst = rep.instances[0]
+    assert inst.reason == "EphemeralStorageExceeded", inst
+    assert "files and directories, over its limit of 64" in inst.message, inst.message
+    assert "the instance was stopped" in inst.message
+    assert any(e.reason == "EphemeralStorageExceeded" for e in agent.events_of("inodes"))
+
+
+def test_http_emptydir_over_its_size_limit_refuses_then_serves_from_empty(
+    start: StartAgent, oci: OciModule
+) -> None:
+    agent = start(Objects([]))
+    port = free_port()
+    agent.apply(
+        wasm_app(
+            "filler",
+            oci("scratch"),
+            mode="http",
+            http={"port": port},
+            backoff={"initialSeconds": 2, "maxSeconds": 4},
+            volumes=[{"name": "scratch", "emptyDir": {"sizeLimit": "64Ki"}}],
+            volumeMounts=[{"name": "scratch", "mountPath": "/scratch"}],
+        )
+    )
+    agent.wait_report("filler", lambda r: r.ready == 1, "serving", timeout=60)
+    # Requests share the revision's scratch space: three 32 KiB writes take it over 64 KiB.
+    for _ in range(3):
+        assert request(port, "/write/32").status == 200
+    assert request(port, "/count").body == b"3\n"
+    rep = agent.wait_report(
+        "filler", lambda r: r.problem is not None and r.problem[0] == "EphemeralStorageExceeded",
+        "over its sizeLimit", timeout=10,
+    )  # fmt: skip
+    assert rep.problem is not None
+    assert "emptyDir scratch holds 98304 bytes, over its sizeLimit of 65536 bytes" in rep.problem[1]
+    refused = request(port, "/count")
+    assert refused.status == 507, refused
+    assert b"over its sizeLimit" in refused.body and refused.headers["retry-after"] == "1"
+    assert any(e.reason == "EphemeralStorageExceeded" for e in agent.events_of("filler"))
+    # After the back-off it serves again, from an empty emptyDir.
+    agent.wait_report("filler", lambda r: r.ready == 1 and r.problem is None, "serving again")
+    assert request(port, "/count").body == b"0\n"

@@ -48,15 +48,15 @@ def test_desired_grants_per_namespace_and_node() -> None:
     ("refs", "rules"),
     [
         (References(S({"b", "a"})),
-         [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"],
+         [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "watch"],
            "resourceNames": ["a", "b"]}]),
         (References(config_maps=S({"c"})),
-         [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"],
+         [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "watch"],
            "resourceNames": ["c"]}]),
         (References(), []),
     ],
 )  # fmt: skip
-def test_role_rules_name_exactly_and_only_get(refs: References, rules: list[Any]) -> None:
+def test_role_rules_name_exactly_and_only_get_and_watch(refs: References, rules: list[Any]) -> None:
     assert role_rules(refs) == rules
 
 

@@ -37,6 +37,7 @@ GUESTS: dict[str, str] = {
     "memhog": "memhog.c",
     "grower": "grower.c",
     "files": "files.c",
+    "scratch": "scratch.c",
     "envdump": "envdump.c",
     "cgi": "cgi.c",
     "health": "health.c",

@@ -1,5 +1,6 @@
-"""ConfigMaps and Secrets read from the API server when an instance starts, and kept for the
-node's journal so they can be served again while the API server cannot be reached."""
+"""ConfigMaps and Secrets as an instance's start asks for them (from `object_cache.py`, which
+reads each once and then watches it), kept for the node's journal so they can be served
+again while the API server cannot be reached."""
 
 from __future__ import annotations
 
@@ -7,32 +8,9 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-
-class ApiLookup:
-    def __init__(self, core: client.CoreV1Api) -> None:
-        self.core = core
-
-    def _get(self, kind: str, namespace: str, name: str) -> Mapping[str, Any] | None:
-        try:
-            obj: Any = (
-                self.core.read_namespaced_config_map(name, namespace)
-                if kind == "ConfigMap"
-                else self.core.read_namespaced_secret(name, namespace)
-            )
-        except ApiException as e:
-            if e.status == 404:
-                return None
-            raise
-        return {"data": obj.data or {}, "binaryData": getattr(obj, "binary_data", None) or {}}
-
-    def config_map(self, namespace: str, name: str) -> Mapping[str, Any] | None:
-        return self._get("ConfigMap", namespace, name)
-
-    def secret(self, namespace: str, name: str) -> Mapping[str, Any] | None:
-        return self._get("Secret", namespace, name)
+from wasmlet_agent.objects import ObjectLookup
 
 
 class JournalLookup:
@@ -44,7 +22,7 @@ class JournalLookup:
     backs off and retries (the error says so) rather than run without it.
     """
 
-    def __init__(self, inner: ApiLookup, offline: Callable[[], bool]) -> None:
+    def __init__(self, inner: ObjectLookup, offline: Callable[[], bool]) -> None:
         self.inner, self.offline = inner, offline
         self.config_maps: dict[tuple[str, str], Mapping[str, Any] | None] = {}
         self.secrets: dict[tuple[str, str], Mapping[str, Any] | None] = {}

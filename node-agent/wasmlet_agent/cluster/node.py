@@ -27,7 +27,8 @@ from wasmlet_agent.cluster.events import EventRecorder
 from wasmlet_agent.cluster.heartbeat import AGENT_VERSION, Heartbeat
 from wasmlet_agent.cluster.journal import JournalError, JournalState, kept_placement, pinned
 from wasmlet_agent.cluster.journal_store import JournalStore
-from wasmlet_agent.cluster.lookup import ApiLookup, JournalLookup
+from wasmlet_agent.cluster.lookup import JournalLookup
+from wasmlet_agent.cluster.object_cache import ObjectCache, referenced
 from wasmlet_agent.cluster.placement_watch import Placements, PlacementWatch, desired_apps
 from wasmlet_agent.cluster.reader import reader_client
 from wasmlet_agent.cluster.status_writer import StatusWriter
@@ -141,7 +142,9 @@ async def run_node(config: AgentConfig) -> int:
     events = EventRecorder(config.node, api, store)
     # Secrets and ConfigMaps are read as this node's reader: only what its placements name.
     reader = reader_client(api, config.node)
-    lookup = JournalLookup(ApiLookup(client.CoreV1Api(reader)), lambda: autonomy.from_journal)
+    # Each object is read once and then watched: restarts are answered from memory.
+    objects = ObjectCache(client.CoreV1Api(reader))
+    lookup = JournalLookup(objects, lambda: autonomy.from_journal)
     agent = Agent(config, lookup, event=events)
     agent.memory_capacity = parse_quantity(config.cluster.capacity_memory, "--capacity-memory")
     agent.autonomous = autonomy.active
@@ -223,7 +226,9 @@ async def run_node(config: AgentConfig) -> int:
         while True:
             await changed.wait()
             changed.clear()
-            await agent.apply(desired_apps(store.snapshot()))
+            placed = store.snapshot()
+            await agent.apply(desired_apps(placed))
+            objects.retain(referenced((k[0], p) for k, p in placed.items()))
             journaling.dirty.set()
             await asyncio.sleep(0.02)  # a burst of watch events costs one apply
 
@@ -254,5 +259,6 @@ async def run_node(config: AgentConfig) -> int:
     await agent.shutdown()
     writer.close()
     events.close()
+    objects.close()
     reader.close()  # type: ignore[no-untyped-call]
     return 0
