@@ -83,13 +83,14 @@ class MergingRegistry(CollectorRegistry):
         merged: dict[str, Metric] = {}
         values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], int]] = {}
         for family in super().collect():
-            into = merged.get(family.name)
+            name = family.name
+            if family.type == "counter" and name.endswith("_total"):
+                name = name[: -len("_total")]  # the multiprocess collector keeps the suffix
+            into = merged.get(name)
             if into is None:
-                into = merged[family.name] = Metric(
-                    family.name, family.documentation, family.type, family.unit
-                )
-                values[family.name] = {}
-            index = values[family.name]
+                into = merged[name] = Metric(name, family.documentation, family.type, family.unit)
+                values[name] = {}
+            index = values[name]
             for sample in family.samples:
                 at = (sample.name, tuple(sorted(sample.labels.items())))
                 if at in index:
