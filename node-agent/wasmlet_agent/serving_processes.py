@@ -232,7 +232,8 @@ class ServingProcesses:
                 [sys.executable, "-m", "wasmlet_agent.serving_worker",
                  "--control-fd", str(theirs.fileno()), "--index", str(index),
                  "--processes", str(self.count), "--limits", limits,
-                 "--counts-fd", str(self.counts.fd), "--slots", str(self.counts.slots)],
+                 "--counts-fd", str(self.counts.fd), "--slots", str(self.counts.slots),
+                 "--cpu", str(self._cpu(index))],
                 pass_fds=(theirs.fileno(), self.counts.fd), env=env, stdin=subprocess.DEVNULL,
             )  # fmt: skip
         finally:
@@ -253,6 +254,12 @@ class ServingProcesses:
         loop.add_reader(ours.fileno(), self._receive, proc)
         log.info("HTTP serving process %d started (pid %d)", index, popen.pid)
         return proc
+
+    def _cpu(self, index: int) -> int:
+        """The CPU process `index` keeps to: within one process the GIL changes hands
+        between its threads, which costs far more when they run on different cores."""
+        cpus = sorted(os.sched_getaffinity(0))
+        return cpus[index % len(cpus)]
 
     def _forget(self, proc: _Process) -> None:
         if self.processes.get(proc.index) is proc:

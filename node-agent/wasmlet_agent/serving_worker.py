@@ -270,8 +270,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--counts-fd", type=int, required=True)
     p.add_argument("--slots", type=int, required=True)
     p.add_argument("--limits", required=True, help="FrontLimits as JSON")
+    p.add_argument("--cpu", type=int, default=None, help="keep to this CPU")
     p.add_argument("--log-format", choices=("text", "json"), default="text")
     args = p.parse_args(argv)
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {args.cpu})
     logfmt.setup(args.log_format, False)
     if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         print("wasmlet-serving: PROMETHEUS_MULTIPROC_DIR must be set", file=sys.stderr)
