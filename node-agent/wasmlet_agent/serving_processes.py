@@ -6,7 +6,7 @@ serving process over its control socket (SOCK_SEQPACKET, JSON plus SCM_RIGHTS, s
 `serving_messages.py`); all of them accept from the one queue. Whenever an app's serving
 revision changes (seen by polling `Apps.http_revision`), each process is sent the revision's
 per-request template and, once per module, the verified precompiled artifact as a sealed
-memfd. An app counts as ready here only once every live process has acknowledged a revision.
+memfd. An app counts as ready here once a process serves it and none answers it with 503.
 
 A process that ends unexpectedly is logged, counted in wasmlet_http_serving_process_restarts,
 reported as a ServingProcessRestarted Event on each HTTP app, and started again after a
@@ -166,9 +166,13 @@ class ServingProcesses:
         return self.apps[key].slot
 
     def synced(self, key: AppKey) -> bool:
-        """Every live process serves some revision of `key` (none live: not serving)."""
-        procs = list(self.processes.values())
-        return bool(procs) and all(p.acked.get(key) is not None for p in procs)
+        """Some live process serves a revision of `key`, and none answers it with 503.
+
+        A process accepts an app's connections only once it loaded a revision of it, unless
+        it was told of the app before the app was ready (it acked None): so a process still
+        loading, or restarting, takes no requests and does not make the app unready."""
+        acked = [p.acked[key] for p in list(self.processes.values()) if key in p.acked]
+        return bool(acked) and all(revision is not None for revision in acked)
 
     async def stop(self) -> None:
         self._stopping = True
@@ -399,6 +403,8 @@ class ServingProcesses:
                     proc.sent[key] = want
                     if state is not None:
                         proc.modules.add(state.digest)
+                    else:
+                        proc.acked[key] = None  # it opens the app without a revision: 503s
         self._close_unused_artifacts()
 
     async def _artifact_fd(self, digest: str) -> int:
