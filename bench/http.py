@@ -9,11 +9,18 @@ Load: wrk, one thread, CONNECTIONS keep-alive connections, on loopback. "1 core"
 under `taskset -c 0`, wrk on core 1. "2 cores": the server under `taskset -c 0,1` and wrk on
 the same two cores (the machine has no third), so wrk takes some of the server's CPU.
 Unloaded latency: one connection, server on core 0, wrk on core 1.
+
+The agent serves with one HTTP serving process per core of its layout (`--http-processes`;
+1 = in the agent's own process), and on 2 cores also in-process as before, for comparison.
+Beside req/s: requests per CPU-second of the server (the agent and its serving processes),
+the fair measure while wrk shares the cores, and wrk's own CPU-seconds.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import resource
 import subprocess
 import sys
 import time
@@ -28,6 +35,7 @@ from bench.common import (
     OthersMeter,
     fmt_seconds,
     md_table,
+    process_cpu_seconds,
     running,
     summarize,
     wait_http,
@@ -44,7 +52,8 @@ MAX_OTHERS = 0.05  # share of the CPUs others may take during a kept run
 CONNECTIONS = 32  # = FrontLimits.workers: every connection can have an instance running
 LAYOUTS = {"1 core": ("0", "1"), "2 cores": ("0,1", "0,1")}  # server cpus, wrk cpus
 SERVERS = {
-    "agent": "**agent** (`wasmlet-agent run`, `cgi` guest)",
+    "agent": "**agent** (`wasmlet-agent run`, `cgi` guest, a serving process per core)",
+    "agent-inproc": "agent serving in its own process (`--http-processes 1`)",
     "aiohttp": "baseline: aiohttp, no Wasm",
     "aiohttp+hop": "baseline: aiohttp + worker-thread hop, no Wasm",
 }
@@ -86,14 +95,39 @@ def _wrk(cpus: str, url: str, seconds: float, connections: int) -> Json:
         str(BENCH_DIR / "wrk_report.lua"),
         url,
     ]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wrk_cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     _, _, tail = out.stdout.partition("WRK_JSON ")
     if not tail:
         raise RuntimeError(f"wrk printed no summary: {out.stdout}{out.stderr}")
     data: Json = json.loads(tail.splitlines()[0])
     data["rps"] = data["requests"] / (data["duration_us"] / 1e6)
     data["error_count"] = sum(data["errors"].values())
+    data["wrk_cpu_s"] = wrk_cpu
     return data
+
+
+def _tree(pid: int) -> list[int]:
+    """`pid` and its live descendants (the agent's serving processes)."""
+    out = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in children:
+            out += _tree(int(child))
+    return out
+
+
+def _tree_cpu(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError):
+            total += process_cpu_seconds(pid)
+    return total
 
 
 def _quiet_wrk(
@@ -108,8 +142,12 @@ def _quiet_wrk(
     for _ in range(attempts):
         if attempts > 1:
             wait_quiet(30)
-        meter = OthersMeter([server])
+        pids = _tree(server)
+        meter = OthersMeter(pids)
+        cpu0 = _tree_cpu(pids)
         data = _wrk(cpus, url, seconds, connections)
+        data["server_cpu_s"] = _tree_cpu(pids) - cpu0
+        data["rps_per_server_cpu_s"] = data["requests"] / max(data["server_cpu_s"], 1e-9)
         data["others"] = meter.share()
         if best is None or data["others"] < best["others"]:
             best = data
@@ -119,10 +157,12 @@ def _quiet_wrk(
     return best
 
 
-def _server_cmd(server: str, port: int, manifest: Path, cache_dir: Path) -> list[str]:
-    if server == "agent":
+def _server_cmd(server: str, port: int, manifest: Path, cache_dir: Path, cores: int) -> list[str]:
+    if server.startswith("agent"):
         agent = Path(sys.executable).parent / "wasmlet-agent"
-        return [str(agent), "run", "--cache-dir", str(cache_dir), str(manifest)]
+        processes = cores if server == "agent" else 1
+        return [str(agent), "run", "--cache-dir", str(cache_dir),
+                "--http-processes", str(processes), str(manifest)]  # fmt: skip
     hop = ["--thread-hop"] if server == "aiohttp+hop" else []
     return [sys.executable, "-m", "bench.baseline_server", str(port), *hop]
 
@@ -164,11 +204,14 @@ def run(ctx: Context) -> Json:
     rows: list[Json] = []
     raw: Json = {}
     for layout, (server_cpus, wrk_cpus) in LAYOUTS.items():
+        cores = len(server_cpus.split(","))
         for server in SERVERS:
+            if server == "agent-inproc" and cores == 1:
+                continue  # the same as "agent" on one core
             port = free_port()
             manifest = work / f"cgi-{port}.yaml"
             manifest.write_text(MANIFEST.format(port=port, reference=pushed.pinned))
-            cmd = _server_cmd(server, port, manifest, work / "agent-cache")
+            cmd = _server_cmd(server, port, manifest, work / "agent-cache", cores)
             url = f"http://127.0.0.1:{port}{PATH}"
             log = work / f"{server}.log"
             with running(["taskset", "-c", server_cpus, *cmd], log, cwd=REPO) as proc:
@@ -197,6 +240,13 @@ def run(ctx: Context) -> Json:
                     "p50_ms": summarize([r["latency_us"]["p50"] / 1e3 for r in runs]),
                     "p99_ms": summarize([r["latency_us"]["p99"] / 1e3 for r in runs]),
                     "errors": sum(r["error_count"] for r in runs),
+                    "rps_per_server_cpu_s": summarize([r["rps_per_server_cpu_s"] for r in runs]),
+                    "server_cpu_share": summarize(
+                        [r["server_cpu_s"] / (r["duration_us"] / 1e6) for r in runs]
+                    ),
+                    "wrk_cpu_share": summarize(
+                        [r["wrk_cpu_s"] / (r["duration_us"] / 1e6) for r in runs]
+                    ),
                     "others_max": max(r["others"] for r in runs),
                     "unloaded": None
                     if unloaded is None
@@ -231,7 +281,10 @@ def render(res: Json) -> str:
     table = []
     for r in rows:
         rps = r["rps"]
-        share = "" if r["server"] == "agent" else f"{agent_rps[r['layout']] / rps['p50']:.0%}"
+        share = (
+            "" if r["server"].startswith("agent") else f"{agent_rps[r['layout']] / rps['p50']:.0%}"
+        )
+        per_cpu = r.get("rps_per_server_cpu_s")
         table.append(
             [
                 r["layout"],
@@ -243,6 +296,9 @@ def render(res: Json) -> str:
                 f"{r['runs']} x {r['seconds_per_run']:g} s",
                 r["errors"],
                 f"{r.get('others_max', 0):.0%}",
+                f"{per_cpu['p50']:,.0f}" if per_cpu else "",
+                f"{r['server_cpu_share']['p50']:.2f}" if per_cpu else "",
+                f"{r['wrk_cpu_share']['p50']:.2f}" if per_cpu else "",
                 share,
             ]
         )
@@ -256,6 +312,9 @@ def render(res: Json) -> str:
         "runs",
         "errors",
         "others' CPU (worst run)",
+        "req per server CPU-s",
+        "server CPUs busy",
+        "wrk CPUs busy",
         "agent as % of it",
     ]
     out = [
@@ -301,7 +360,7 @@ def render(res: Json) -> str:
 def verdict(res: Json) -> list[str]:
     out = []
     for r in res["rows"]:
-        if r["server"] != "agent":
+        if not r["server"].startswith("agent"):
             continue
         rps = r["rps"]["p50"]
         per_core = rps / (1 if r["layout"] == "1 core" else 2)

@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
-from prometheus_client import CollectorRegistry
 
 from wasmlet.api.footprint import footprint_of
 from wasmlet.api.placements import Reason
@@ -28,12 +27,14 @@ from wasmlet_agent.cache import Cache
 from wasmlet_agent.config import AgentConfig
 from wasmlet_agent.host_paths import HostPathPolicy
 from wasmlet_agent.http_front import HttpFronts
-from wasmlet_agent.metrics import AgentMetrics
+from wasmlet_agent.metrics import AgentMetrics, MergingRegistry
 from wasmlet_agent.modulestore import ModuleStore
 from wasmlet_agent.objects import ObjectLookup
 from wasmlet_agent.reporting import OnReports, ReportLoop, Reports
 from wasmlet_agent.revision import AppKey, EventSink, Services
 from wasmlet_agent.runtime.engine import WasmEngine, wasmtime_version
+from wasmlet_agent.runtime.modules import compile_artifact
+from wasmlet_agent.serving_processes import ServingProcesses
 
 log = logging.getLogger("wasmlet.agent")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -44,7 +45,7 @@ class Agent:
         self, config: AgentConfig, lookup: ObjectLookup, event: EventSink | None = None
     ) -> None:
         self.config = config
-        self.registry = CollectorRegistry()
+        self.registry = MergingRegistry()
         self.metrics = AgentMetrics(self.registry)
         self.metrics.info.labels(node=config.node, wasmtime=wasmtime_version()).set(1)
         self.engine = WasmEngine()
@@ -70,8 +71,22 @@ class Agent:
             ),
             on_report=self.reporter.changed.set,
         )
+        processes = None
+        if config.http_processes > 1:
+            engine = self.engine
+
+            def artifact(digest: str) -> bytes:  # MAC-checked; recompiled if it fails
+                return cache.get_or_compile(
+                    digest, engine.fingerprint, lambda wasm: compile_artifact(engine, wasm)
+                )
+
+            processes = ServingProcesses(
+                config.http_processes, self.apps, artifact, engine.fingerprint, config.http,
+                self.metrics, self.registry, self.event, self.reporter.changed.set,
+                config.cache_dir / "serving-metrics",
+            )  # fmt: skip
         self.fronts = HttpFronts(self.apps, config.address, self.metrics, self.event,
-                                 config.port_retry_seconds, config.http)  # fmt: skip
+                                 config.port_retry_seconds, config.http, processes)  # fmt: skip
         # Cluster mode sets it to the memory the node advertises: desired apps beyond it are
         # refused here (admission.py); standalone runs what its files say.
         self.memory_capacity: int | None = None
@@ -150,9 +165,12 @@ class Agent:
             if key in self.fronts.errors:
                 rep.problem = self.fronts.errors[key]
                 rep.ready = rep.updated = 0
-            if key in self.refused:
+            elif key in self.refused:
                 rep.problem = self.refused[key]
                 rep.ready = rep.updated = 0
+            elif not self.fronts.serving(key):  # serving processes still loading it
+                rep.ready = 0
+            rep.memory_bytes += self.fronts.memory_bytes(key)
             out[key] = rep
         return out
 

@@ -44,6 +44,9 @@ class AgentConfig:
     cache_dir: Path = Path(".cache/agent")
     cache_max_bytes: int | None = 2 * 1024**3
     http: FrontLimits = field(default_factory=FrontLimits)  # what HTTP clients are allowed
+    # Processes serving HTTP apps beside the agent; 0 or 1: served in the agent's own process.
+    # (The command line's --http-processes defaults to the usable CPUs.)
+    http_processes: int = 0
     report_interval: float = 0.1
     port_retry_seconds: float = 5.0  # how often a taken spec.http.port is tried again
     # hostPath volumes: prefixes an administrator allows (none: every hostPath is refused),

@@ -14,10 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Protocol
 
 from aiohttp import web
 
@@ -25,12 +28,13 @@ from wasmlet.api.constants import Mode
 from wasmlet.api.placements import Reason
 from wasmlet_agent.apps import Apps, DesiredApp
 from wasmlet_agent.config import FrontLimits
-from wasmlet_agent.http_revision import HttpRevision
-from wasmlet_agent.metrics import AgentMetrics
+from wasmlet_agent.metrics import RequestMetrics
 from wasmlet_agent.revision import AppKey, EventSink
 from wasmlet_agent.runtime.cgi import CgiRequest, CgiResponse, ServerInfo
 from wasmlet_agent.runtime.instances import InstanceSpec
 from wasmlet_agent.runtime.modules import LoadedModule
+from wasmlet_agent.serving_counters import NODE_SLOT, Field, Peers
+from wasmlet_agent.serving_processes import ServingProcesses
 
 log = logging.getLogger("wasmlet.agent")
 
@@ -39,6 +43,37 @@ _HOP_BY_HOP = frozenset(
     {"connection", "content-length", "keep-alive", "transfer-encoding", "upgrade", "te",
      "trailer", "proxy-connection"}
 )  # fmt: skip
+
+
+class _Limits(Protocol):
+    @property
+    def max_concurrency(self) -> int: ...
+    @property
+    def request_timeout_seconds(self) -> float: ...
+
+
+class _Spec(Protocol):
+    @property
+    def limits(self) -> _Limits: ...
+
+
+class ServingRevision(Protocol):
+    """What a front needs of a revision: the agent's HttpRevision, or a serving process's."""
+
+    @property
+    def spec(self) -> _Spec: ...
+    def serving(self) -> tuple[LoadedModule, InstanceSpec] | None: ...
+    def refusal(self) -> tuple[int, str] | None:
+        """(HTTP status, body) while the revision refuses requests for a reason of its own."""
+
+    def invoke(
+        self, module: LoadedModule, request: CgiRequest, template: InstanceSpec
+    ) -> CgiResponse:
+        """Serve one request with a fresh instance (blocks: a worker thread)."""
+
+
+class Revisions(Protocol):
+    def http_revision(self, key: AppKey) -> ServingRevision | None: ...
 
 
 class BodyBudget:
@@ -85,14 +120,15 @@ class HttpFront:
 
     def __init__(
         self,
-        apps: Apps,
+        apps: Revisions,
         key: AppKey,
         address: str,
         port: int,
-        metrics: AgentMetrics | None,
+        metrics: RequestMetrics | None,
         limits: FrontLimits | None = None,
         budget: BodyBudget | None = None,
         max_concurrency: int = 64,
+        peers: Peers | None = None,
     ) -> None:
         self.apps, self.key, self.address, self.port = apps, key, address, port
         self.metrics = metrics
@@ -100,15 +136,51 @@ class HttpFront:
         self.budget = budget or BodyBudget(self.limits.body_budget_bytes)
         workers = max(1, min(self.limits.workers, max_concurrency))
         self.executor = ThreadPoolExecutor(workers, thread_name_prefix=f"http-{key[1]}")
-        self.inflight = 0  # requests read and handed to a worker whose worker has not ended
-        self.handling = 0  # requests between headers read and response (uploads included)
+        # In a serving process: the app's counts in the node's other processes, so its
+        # limits hold for the node.
+        self.peers = peers
+        self._inflight = 0
+        self._handling = 0
         self._idle = asyncio.Event()  # set while no request is being handled
         self._idle.set()
         self._runner: web.AppRunner | None = None
         self._listener: asyncio.Server | None = None
+        self._shared: socket.socket | None = None  # a listening socket the agent passed down
+        self._accepting: set[asyncio.Task[object]] = set()
 
-    async def start(self) -> None:
-        """Bind the port; raises OSError (e.g. the port is taken) for the caller to report."""
+    @property
+    def inflight(self) -> int:
+        """Requests read and handed to a worker whose worker has not ended."""
+        return self._inflight
+
+    @inflight.setter
+    def inflight(self, value: int) -> None:
+        self._inflight = value
+        if self.peers is not None:
+            self.peers.publish(Field.INFLIGHT, value)
+
+    @property
+    def handling(self) -> int:
+        """Requests between headers read and response (uploads included)."""
+        return self._handling
+
+    @handling.setter
+    def handling(self, value: int) -> None:
+        self._handling = value
+        if self.peers is not None:
+            self.peers.publish(Field.HANDLING, value)
+
+    def _others(self, field: Field) -> int:
+        return self.peers.others(field) if self.peers is not None else 0
+
+    def connections(self) -> int:
+        """Open connections to this front (in this process)."""
+        server = self._runner.server if self._runner is not None else None
+        return len(server.connections) if server is not None else 0
+
+    async def start(self, sock: socket.socket | None = None) -> None:
+        """Bind the port, or serve `sock` (a listening socket shared with other serving
+        processes); raises OSError (e.g. the port is taken) for the caller to report."""
         app = web.Application(client_max_size=self.limits.max_body_bytes)
         app.router.add_route("*", "/{tail:.*}", self.handle)
         # stop() waits for requests in flight itself; then the rest is cut short. aiohttp
@@ -122,9 +194,17 @@ class HttpFront:
         cap = self.limits.max_connections
 
         def protocol() -> asyncio.BaseProtocol:
-            return server() if len(server.connections) < cap else _Refuse()
+            own = len(server.connections)
+            if self.peers is not None:
+                self.peers.publish(Field.CONNECTIONS, own)
+            return server() if own + self._others(Field.CONNECTIONS) < cap else _Refuse()
 
         loop = asyncio.get_running_loop()
+        if sock is not None:
+            self._runner, self._shared = runner, sock
+            sock.setblocking(False)
+            loop.add_reader(sock.fileno(), self._accept_one, protocol)
+            return
         try:
             self._listener = await loop.create_server(
                 protocol, self.address, self.port, reuse_address=True
@@ -133,6 +213,23 @@ class HttpFront:
             await runner.cleanup()
             raise
         self._runner = runner
+
+    def _accept_one(self, protocol: Callable[[], asyncio.BaseProtocol]) -> None:
+        """One connection per wake-up (asyncio's server takes up to 100): every process
+        sharing the socket is woken, so a burst spreads over them and a busy one takes less."""
+        assert self._shared is not None
+        try:
+            conn, _ = self._shared.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return  # another process took it
+        except OSError as e:  # EMFILE and the like: the connection waits in the queue
+            log.warning("%s/%s: accept failed: %s", *self.key, e)
+            return
+        conn.setblocking(False)
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(loop.connect_accepted_socket(protocol, conn))
+        self._accepting.add(task)
+        task.add_done_callback(self._accepting.discard)
 
     async def stop(self, grace: float = 30.0) -> None:
         """Stop listening; requests in flight (up to `grace` seconds) finish first.
@@ -147,6 +244,10 @@ class HttpFront:
         if self._listener is not None:
             self._listener.close()
             self._listener = None
+        if self._shared is not None:  # this process's copy; the agent keeps its own
+            asyncio.get_running_loop().remove_reader(self._shared.fileno())
+            self._shared.close()
+            self._shared = None
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), grace)
         await runner.cleanup()
@@ -186,7 +287,7 @@ class HttpFront:
         return b"".join(chunks), taken
 
     def _submit(
-        self, rev: HttpRevision, module: LoadedModule, cgi: CgiRequest, spec: InstanceSpec
+        self, rev: ServingRevision, module: LoadedModule, cgi: CgiRequest, spec: InstanceSpec
     ) -> asyncio.Future[CgiResponse]:
         """Run the request's instance on this app's workers; the slot is freed when the
         worker ends."""
@@ -225,7 +326,7 @@ class HttpFront:
                     return read
                 body, taken = read
                 try:
-                    if self.inflight >= limits.max_concurrency:
+                    if self.inflight + self._others(Field.INFLIGHT) >= limits.max_concurrency:
                         return web.Response(
                             status=503,
                             text="too many requests in flight on this node\n",
@@ -303,16 +404,21 @@ class HttpFronts:
         self,
         apps: Apps,
         address: str,
-        metrics: AgentMetrics | None,
+        metrics: RequestMetrics | None,
         event: EventSink,
         retry_seconds: float = 5.0,
         limits: FrontLimits | None = None,
+        processes: ServingProcesses | None = None,
     ) -> None:
         self.apps, self.address, self.metrics = apps, address, metrics
         self.event, self.retry_seconds = event, retry_seconds
         self.limits = limits or FrontLimits()
         self.budget = BodyBudget(self.limits.body_budget_bytes)
-        self.fronts: dict[AppKey, HttpFront] = {}
+        self.fronts: dict[AppKey, HttpFront] = {}  # served in this process
+        # With serving processes: the agent binds each app's socket (so a taken port is its
+        # PortConflict) and keeps it; the processes serve copies of it.
+        self.processes = processes
+        self.listeners: dict[AppKey, tuple[int, socket.socket]] = {}
         self.errors: dict[AppKey, tuple[str, str]] = {}
         self._lock = asyncio.Lock()
         self._stopping = False
@@ -345,15 +451,26 @@ class HttpFronts:
         for key in list(self.fronts):
             if ports.get(key) != self.fronts[key].port:
                 await self.fronts.pop(key).stop()
+        for key in list(self.listeners):
+            if ports.get(key) != self.listeners[key][0]:
+                await self._unlisten(key, 30.0)
         for key in list(self.errors):
             if key not in ports:
                 del self.errors[key]
         for key, port in ports.items():
-            if key in self.fronts:
+            if key in self.fronts or key in self.listeners:
                 continue
-            front = HttpFront(self.apps, key, self.address, port, self.metrics, self.limits,
-                              self.budget, wanted[key].spec.limits.max_concurrency)  # fmt: skip
             try:
+                if self.processes is not None:
+                    sock = _listening_socket(self.address, port)
+                    self.listeners[key] = (port, sock)
+                    self.processes.add(key, port, sock, wanted[key].spec.limits.max_concurrency)
+                    log.info("%s/%s served on http://%s:%d by %d processes", *key,
+                             self.address, port, self.processes.count)  # fmt: skip
+                    self.errors.pop(key, None)
+                    continue
+                front = HttpFront(self.apps, key, self.address, port, self.metrics, self.limits,
+                                  self.budget, wanted[key].spec.limits.max_concurrency)  # fmt: skip
                 await front.start()
             except OSError as e:
                 msg = f"spec.http.port {port} cannot be served on {self.address}: {e}"
@@ -375,4 +492,69 @@ class HttpFronts:
             self._stopping = True
             fronts = list(self.fronts.values())
             self.fronts.clear()
-        await asyncio.gather(*(front.stop(grace) for front in fronts))
+            listening = list(self.listeners)
+        await asyncio.gather(
+            *(front.stop(grace) for front in fronts),
+            *(self._unlisten(key, grace) for key in listening),
+        )
+        if self.processes is not None:
+            await self.processes.stop()
+
+    async def _unlisten(self, key: AppKey, grace: float) -> None:
+        """The serving processes stop serving the app (in-flight requests finish), then the
+        agent closes its socket."""
+        _, sock = self.listeners.pop(key)
+        try:
+            if self.processes is not None:
+                await self.processes.drop(key, grace)
+        finally:
+            sock.close()
+
+    def memory_bytes(self, key: AppKey) -> int:
+        """Linear memory of the app's requests in flight in the serving processes (what the
+        agent's own HttpRevision counts when it serves in process)."""
+        if self.processes is None or key not in self.listeners:
+            return 0
+        return self.processes.counts.total(self.processes.slot(key), Field.MEMORY)
+
+    def state(self, key: AppKey) -> FrontState | None:
+        """An app's counts on this node, over every process that serves it."""
+        if key in self.fronts:
+            front = self.fronts[key]
+            return FrontState(front.inflight, front.handling, front.connections(),
+                              front.budget.used)  # fmt: skip
+        if self.processes is not None and key in self.listeners:
+            counts, slot = self.processes.counts, self.processes.slot(key)
+            return FrontState(counts.total(slot, Field.INFLIGHT),
+                              counts.total(slot, Field.HANDLING),
+                              counts.total(slot, Field.CONNECTIONS),
+                              counts.total(NODE_SLOT, Field.BUDGET))  # fmt: skip
+        return None
+
+    def serving(self, key: AppKey) -> bool:
+        """False while serving processes have not all loaded the app's revision yet."""
+        return self.processes is None or key not in self.listeners or self.processes.synced(key)
+
+
+@dataclass(frozen=True)
+class FrontState:
+    inflight: int
+    handling: int
+    connections: int
+    budget_used: int  # the node's request-body budget in use (every app)
+
+
+def _listening_socket(address: str, port: int) -> socket.socket:
+    """A listening TCP socket on address:port, as asyncio's create_server would open it."""
+    family, type_, proto, _, addr = socket.getaddrinfo(
+        address, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, type_, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(1024)
+    except OSError:
+        sock.close()
+        raise
+    return sock

@@ -44,6 +44,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             help="threads running HTTP instances, per app (at most its maxConcurrency)",
         )
         s.add_argument(
+            "--http-processes",
+            type=int,
+            default=len(os.sched_getaffinity(0)),
+            help="processes serving HTTP apps, each with its own event loop and wasmtime "
+            "engine (default: the usable CPUs); 0 or 1 serves them in the agent's process",
+        )
+        s.add_argument(
             "--allowed-host-path-prefix",
             action="append",
             default=[],
@@ -115,6 +122,7 @@ def config_from(args: argparse.Namespace) -> AgentConfig:
         cache_dir=args.cache_dir,
         cache_max_bytes=args.cache_max_bytes,
         http=FrontLimits(workers=args.http_workers),
+        http_processes=args.http_processes,
         allowed_host_path_prefixes=tuple(args.allowed_host_path_prefix),
         host_path_prefixes_file=args.allowed_host_path_prefixes_file,
         cluster=cluster,

@@ -10,6 +10,7 @@ import asyncio
 import base64
 import contextlib
 import http.client
+import os
 import socket
 import threading
 from collections.abc import Callable, Coroutine, Iterable, Mapping
@@ -215,6 +216,8 @@ def instance_threads() -> list[threading.Thread]:
 
 
 def start_agent(cache_dir: Path, lookup: Any = None, **config: Any) -> RunningAgent:
+    # WASMLET_TEST_HTTP_PROCESSES=2 runs every agent test's HTTP apps in serving processes.
+    config.setdefault("http_processes", int(os.environ.get("WASMLET_TEST_HTTP_PROCESSES", "0")))
     cfg = AgentConfig(node="test-node", cache_dir=cache_dir, report_interval=0.02, **config)
     return RunningAgent(cfg, lookup if lookup is not None else ManifestObjects([]))
 

@@ -81,8 +81,12 @@ def test_concurrency_limit_and_request_timeout_keep_the_agent_healthy(
     results: list[int] = []
     first = threading.Thread(target=lambda: results.append(request(spin_port, "/").status))
     first.start()
-    front = agent.agent.fronts.fronts[("default", "spin")]
-    wait_until(lambda: agent.on_loop(lambda: front.inflight) == 1, "the first request in flight")
+
+    def inflight() -> int:
+        state = agent.agent.fronts.state(("default", "spin"))
+        return state.inflight if state is not None else -1
+
+    wait_until(lambda: agent.on_loop(inflight) == 1, "the first request in flight")
     # The one slot is taken: the next request is refused at once, not queued.
     refused = request(spin_port, "/")
     assert refused.status == 503 and refused.headers.get("retry-after") == "1"

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from tests.agent.conftest import OciModule, StartAgent
 from tests.agent.harness import RunningAgent, free_port, request, wait_until, wasm_app
 from wasmlet_agent.config import FrontLimits
-from wasmlet_agent.http_front import HttpFront
+from wasmlet_agent.http_front import FrontState
 
 
 def _serving(agent: RunningAgent, oci: OciModule, guest: str = "cgi", **limits: int) -> int:
@@ -20,8 +20,11 @@ def _serving(agent: RunningAgent, oci: OciModule, guest: str = "cgi", **limits: 
     return port
 
 
-def _front(agent: RunningAgent, app: str = "web") -> HttpFront:
-    return agent.agent.fronts.fronts[("default", app)]
+def _state(agent: RunningAgent, app: str = "web") -> FrontState:
+    """The app's counts on the node (summed over serving processes when there are some)."""
+    state = agent.on_loop(lambda: agent.agent.fronts.state(("default", app)))
+    assert state is not None
+    return state
 
 
 @contextlib.contextmanager
@@ -73,9 +76,8 @@ def test_64_slow_uploads_do_not_take_the_apps_concurrency(
     agent = start()
     port = _serving(agent, oci, maxConcurrency=64)
     with _sockets(port, 64, _post_head(100) + b"x"):
-        front = _front(agent)
-        wait_until(lambda: agent.on_loop(lambda: front.handling) == 64, "64 uploads read")
-        assert agent.on_loop(lambda: front.inflight) == 0  # none read: none in flight
+        wait_until(lambda: _state(agent).handling == 64, "64 uploads read")
+        assert _state(agent).inflight == 0  # none read: none in flight
         resp = request(port, "/others")
         assert resp.status == 200
 
@@ -83,18 +85,13 @@ def test_64_slow_uploads_do_not_take_the_apps_concurrency(
 def test_connections_over_the_apps_cap_are_answered_503(start: StartAgent, oci: OciModule) -> None:
     agent = start(http=FrontLimits(max_connections=4))
     port = _serving(agent, oci)
-    front = _front(agent)
-
-    def connections() -> int:
-        runner = front._runner
-        return len(runner.server.connections) if runner and runner.server else -1
 
     with _sockets(port, 4, b"") as idle:
-        wait_until(lambda: agent.on_loop(connections) == 4, "four open connections")
+        wait_until(lambda: _state(agent).connections == 4, "four open connections")
         with _sockets(port, 1, b"") as (extra,):
             assert _read_to_close(extra).startswith(b"HTTP/1.1 503")
         idle.pop().close()
-        wait_until(lambda: agent.on_loop(connections) == 3, "a connection closed")
+        wait_until(lambda: _state(agent).connections == 3, "a connection closed")
         assert request(port, "/").status == 200
 
 
@@ -102,12 +99,11 @@ def test_buffered_bodies_share_one_budget(start: StartAgent, oci: OciModule) -> 
     agent = start(http=FrontLimits(body_budget_bytes=1000))
     port = _serving(agent, oci)
     with _sockets(port, 1, _post_head(800) + b"x" * 10) as (slow,):
-        front = _front(agent)
-        wait_until(lambda: agent.on_loop(lambda: front.budget.used) == 800, "800 bytes taken")
+        wait_until(lambda: _state(agent).budget_used == 800, "800 bytes taken")
         assert request(port, "/", method="POST", body=b"y" * 300).status == 503
         slow.sendall(b"x" * 790)
         assert _read_to_close(slow).startswith(b"HTTP/1.1 200")
-    wait_until(lambda: agent.on_loop(lambda: front.budget.used) == 0, "the budget given back")
+    wait_until(lambda: _state(agent).budget_used == 0, "the budget given back")
     assert request(port, "/", method="POST", body=b"y" * 300).status == 200
 
 
@@ -123,7 +119,6 @@ def test_one_apps_sleeping_guests_do_not_starve_another_app(
     )  # fmt: skip
     agent.wait_report("sleepy", lambda r: r.ready == 1, "serving")
     agent.wait_report("web", lambda r: r.ready == 1, "serving")
-    sleepy = _front(agent, "sleepy")
     codes: list[int] = []
     held = [
         threading.Thread(target=lambda: codes.append(request(sleepy_port, "/").status))
@@ -132,10 +127,10 @@ def test_one_apps_sleeping_guests_do_not_starve_another_app(
     for t in held:
         t.start()
     try:
-        wait_until(lambda: agent.on_loop(lambda: sleepy.inflight) == 2, "two sleeping guests")
+        wait_until(lambda: _state(agent, "sleepy").inflight == 2, "two sleeping guests")
         assert request(web_port, "/").status == 200
         # Served while both of the other app's workers were still busy.
-        assert agent.on_loop(lambda: sleepy.inflight) == 2 and not codes
+        assert _state(agent, "sleepy").inflight == 2 and not codes
     finally:
         for t in held:
             t.join(30)

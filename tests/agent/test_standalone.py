@@ -139,6 +139,12 @@ def test_wasmlet_run_serves_logs_and_stops_on_sigterm(
         )
         assert all(x.startswith("[ticker/ticker-") for x in out.lines), out
         wait_until(lambda: request(api_port, "/readyz").status == 200, "the agent to be ready")
+        # The agent is ready at once; the app once its module is loaded where it is served.
+        wait_until(
+            lambda: any(a["name"] == "web" and a["ready"] == 1
+                        for a in json.loads(request(api_port, "/apps").text)),
+            "web to be ready",
+        )  # fmt: skip
         resp = request(http_port, "/from/curl", method="POST", body=b"payload")
         assert resp.status == 200 and "body=payload" in resp.text
         wait_until(lambda: any(x.startswith("[web/web-") for x in out.lines), "the web log")

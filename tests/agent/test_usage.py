@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from tests.agent.conftest import OciModule, StartAgent
 from tests.agent.harness import NS, Response, free_port, request, wait_until, wasm_app
 from wasmlet_agent.lifecycle import State
@@ -59,10 +61,13 @@ def test_a_spinning_guest_accrues_cpu_seconds_while_it_spins(
     assert rep.instances[0].restarts == 0  # the same run, counted live, not at its end
 
 
+# 0: served in the agent's process; 2: by serving processes, which publish their requests'
+# memory in the shared counts and their CPU time in the merged counter.
+@pytest.mark.parametrize("processes", [0, 2])
 def test_an_http_request_in_flight_counts_in_the_apps_memory(
-    start: StartAgent, oci: OciModule
+    start: StartAgent, oci: OciModule, processes: int
 ) -> None:
-    agent = start()
+    agent = start(http_processes=processes)
     port = free_port()
     # Each request's instance grows 6 MiB and answers after 6 s.
     agent.apply(

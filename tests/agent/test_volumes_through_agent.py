@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.agent.conftest import OciModule, StartAgent
 from tests.agent.harness import (
     NS,
@@ -265,10 +267,12 @@ def test_emptydir_inodes_count_against_its_size_limit(start: StartAgent, oci: Oc
     assert any(e.reason == "EphemeralStorageExceeded" for e in agent.events_of("inodes"))
 
 
+# With serving processes (2) the agent tells them to refuse as it would.
+@pytest.mark.parametrize("processes", [0, 2])
 def test_http_emptydir_over_its_size_limit_refuses_then_serves_from_empty(
-    start: StartAgent, oci: OciModule
+    start: StartAgent, oci: OciModule, processes: int
 ) -> None:
-    agent = start(Objects([]))
+    agent = start(Objects([]), http_processes=processes)
     port = free_port()
     agent.apply(
         wasm_app(
@@ -292,8 +296,10 @@ def test_http_emptydir_over_its_size_limit_refuses_then_serves_from_empty(
     )  # fmt: skip
     assert rep.problem is not None
     assert "emptyDir scratch holds 98304 bytes, over its sizeLimit of 65536 bytes" in rep.problem[1]
-    refused = request(port, "/count")
-    assert refused.status == 507, refused
+    # Serving processes hear of it from the agent within a poll (50 ms).
+    refused = wait_until(
+        lambda: (r := request(port, "/count")).status == 507 and r, "507 from every server"
+    )
     assert b"over its sizeLimit" in refused.body and refused.headers["retry-after"] == "1"
     assert any(e.reason == "EphemeralStorageExceeded" for e in agent.events_of("filler"))
     # After the back-off it serves again, from an empty emptyDir.

@@ -81,6 +81,7 @@ class Reason(StrEnum):
     # Events only.
     PULLED = "Pulled"
     STARTED = "Started"
+    SERVING_PROCESS_RESTARTED = "ServingProcessRestarted"  # an HTTP serving process ended
 
 
 # Ready=False reasons that mean "on its way", not "something is wrong".
