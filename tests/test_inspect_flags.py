@@ -10,7 +10,15 @@ from typing import Any
 import pytest
 import yaml
 
-from wasmlet.inspect import LogOptions, _Printer, build_parser, log_options, resolve, status
+from wasmlet.inspect import (
+    LogOptions,
+    _Printer,
+    build_parser,
+    log_options,
+    main,
+    resolve,
+    status,
+)
 
 KUBECONFIG = {
     "apiVersion": "v1",
@@ -138,3 +146,16 @@ def test_printer_prefixes_node_and_instance_and_shows_times_only_when_asked() ->
     assert several.render("n1", wire) == "[n1/app-0] 2025-12-01T12:00:00.123456789Z hello"
     one = _Printer(io.StringIO(), LogOptions(), prefix=False)
     assert one.render("n1", wire) == "hello"
+
+
+def test_bad_flags_and_a_missing_kubeconfig_are_named_before_any_cluster_is_asked(
+    tmp_path: Path,
+) -> None:
+    missing, broken = tmp_path / "missing", tmp_path / "broken"
+    broken.write_text("clusters: [")
+    with pytest.raises(SystemExit, match="--since: '5min' is not a duration"):
+        main(["logs", "app", "-n", "a", "--since", "5min", "--kubeconfig", str(missing)])
+    for argv in (["logs", "app", "-n", "a"], ["status"]):
+        for path in (missing, broken):
+            with pytest.raises(SystemExit, match=f"kubeconfig {path}: .+Pass --kubeconfig"):
+                main([*argv, "--kubeconfig", str(path)])

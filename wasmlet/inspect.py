@@ -22,6 +22,7 @@ from typing import Any, TextIO
 import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
 
 from wasmlet import agent_client
 from wasmlet.api.constants import APP_LABEL, GROUP, VERSION, WASMAPPS, WASMNODES, WASMPLACEMENTS
@@ -387,14 +388,24 @@ def build_parser(prog: str = "wasmlet") -> argparse.ArgumentParser:
 
 def main(argv: list[str], prog: str = "wasmlet") -> int:
     args = build_parser(prog).parse_args(argv)
-    target = resolve(args)
-    with _api(target) as api:
+    opts = log_options(args) if args.command == "logs" else None  # bad flags before any I/O
+    try:
+        target = resolve(args)
+        api = _api(target)
+    except (ConfigException, yaml.YAMLError, OSError) as e:
+        used = args.kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+        why = " ".join(str(e).split()).rstrip(".")
+        raise SystemExit(
+            f"wasmlet: cannot use the kubeconfig {used}: {why}. Pass --kubeconfig FILE or set "
+            "KUBECONFIG to a kubeconfig with a current context (or pass --context)"
+        ) from None
+    with api:
         custom = client.CustomObjectsApi(api)
-        if args.command == "status":
+        if opts is None:
             return status(custom, target.namespace, sys.stdout, args.output)
         assert target.namespace is not None
         token = agent_client.bearer_of(api)
-        return logs(custom, target.namespace, args.app, log_options(args), sys.stdout, token)
+        return logs(custom, target.namespace, args.app, opts, sys.stdout, token)
 
 
 def log_options(args: argparse.Namespace) -> LogOptions:
