@@ -10,7 +10,15 @@ from typing import Any
 import pytest
 import yaml
 
-from wasmlet.inspect import build_parser, resolve, status
+from wasmlet.inspect import (
+    LogOptions,
+    _Printer,
+    build_parser,
+    log_options,
+    main,
+    resolve,
+    status,
+)
 
 KUBECONFIG = {
     "apiVersion": "v1",
@@ -117,3 +125,42 @@ def test_all_namespaces_lists_cluster_wide() -> None:
     custom.seen = []
     status(custom, None, io.StringIO())
     assert custom.seen == [None, None, None]
+
+
+def options(*argv: str) -> LogOptions:
+    return log_options(build_parser().parse_args(["logs", "app", *argv]))
+
+
+def test_cli_flags_become_the_agent_query() -> None:
+    o = options("-f", "--since", "5m", "--tail", "3", "--instance", "app-1", "--timestamps")
+    assert o.query() == {"tail": "3", "prefix": "true", "timestamps": "true",
+                         "instance": "app-1", "follow": "true", "since": "300"}  # fmt: skip
+    t = options("--since-time", "2025-12-01T11:00:00Z")
+    assert t.query()["since"] == "2025-12-01T11:00:00Z" and "follow" not in t.query()
+    with pytest.raises(SystemExit, match="--since: '5 minutes' is not a duration"):
+        options("--since", "5 minutes")
+    with pytest.raises(SystemExit, match="--since-time: 'noon' is not an RFC 3339 time"):
+        options("--since-time", "noon")
+    with pytest.raises(SystemExit, match="at most one of --since and --since-time"):
+        options("--since", "1m", "--since-time", "2025-12-01T11:00:00Z")
+
+
+def test_printer_prefixes_node_and_instance_and_shows_times_only_when_asked() -> None:
+    wire = "[app-0] 2025-12-01T12:00:00.123456789Z hello"
+    several = _Printer(io.StringIO(), LogOptions(timestamps=True), prefix=True)
+    assert several.render("n1", wire) == "[n1/app-0] 2025-12-01T12:00:00.123456789Z hello"
+    one = _Printer(io.StringIO(), LogOptions(), prefix=False)
+    assert one.render("n1", wire) == "hello"
+
+
+def test_bad_flags_and_a_missing_kubeconfig_are_named_before_any_cluster_is_asked(
+    tmp_path: Path,
+) -> None:
+    missing, broken = tmp_path / "missing", tmp_path / "broken"
+    broken.write_text("clusters: [")
+    with pytest.raises(SystemExit, match="--since: '5min' is not a duration"):
+        main(["logs", "app", "-n", "a", "--since", "5min", "--kubeconfig", str(missing)])
+    for argv in (["logs", "app", "-n", "a"], ["status"]):
+        for path in (missing, broken):
+            with pytest.raises(SystemExit, match=f"kubeconfig {path}: .+Pass --kubeconfig"):
+                main([*argv, "--kubeconfig", str(path)])

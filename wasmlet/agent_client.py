@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import ssl
 import urllib.error
+import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
 from kubernetes import client
@@ -44,3 +48,25 @@ def get(url: str, *, token: str | None, pem: str | None, timeout: float = 10) ->
             return int(resp.status), resp.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
+
+
+@contextlib.contextmanager
+def stream(
+    url: str, *, token: str | None, pem: str | None, connect_timeout: float = 10
+) -> Iterator[tuple[int, http.client.HTTPResponse]]:
+    """GET `url` and yield (status, response) to read as it arrives (a followed log): the
+    timeout covers connecting and the headers; then reads wait as long as the stream lasts."""
+    parts = urllib.parse.urlsplit(url)
+    ctx = pinned_context(pem) if pem else ssl.create_default_context()
+    conn = http.client.HTTPSConnection(
+        parts.hostname or "", parts.port, timeout=connect_timeout, context=ctx
+    )
+    try:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        conn.request("GET", f"{parts.path}?{parts.query}", headers=headers)
+        resp = conn.getresponse()
+        if conn.sock is not None:
+            conn.sock.settimeout(None)
+        yield resp.status, resp
+    finally:
+        conn.close()

@@ -33,6 +33,7 @@ from wasmlet_agent.objects import ObjectLookup
 from wasmlet_agent.reporting import OnReports, ReportLoop, Reports
 from wasmlet_agent.revision import AppKey, EventSink, Services
 from wasmlet_agent.runtime.engine import WasmEngine, wasmtime_version
+from wasmlet_agent.runtime.logfiles import LogDirs, Rotation
 from wasmlet_agent.runtime.modules import compile_artifact
 from wasmlet_agent.serving_processes import ServingProcesses
 
@@ -54,6 +55,12 @@ class Agent:
         instance_root = config.cache_dir / "instances"
         instance_root.mkdir(parents=True, exist_ok=True)
         instance_root.chmod(0o700)
+        log_dirs = LogDirs(config.log_dir, Rotation(config.log_max_bytes, config.log_max_files),
+                           config.log_gc_grace_seconds)  # fmt: skip
+        log_dirs.prepare()
+        agent_dirs: tuple[str, ...] = (str(config.cache_dir), str(instance_root))
+        if config.log_dir is not None:  # other tenants' output: never a guest's hostPath
+            agent_dirs += (str(config.log_dir),)
         self.event: EventSink = event or (lambda key, t, reason, msg: None)
         self.reporter = ReportLoop(self.reports, self.metrics, config.report_interval)
         self.apps = Apps(
@@ -64,10 +71,12 @@ class Agent:
                 metrics=self.metrics,
                 host_paths=HostPathPolicy(
                     config.allowed_host_path_prefixes,
-                    agent_dirs=(str(config.cache_dir), str(instance_root)),
+                    agent_dirs=agent_dirs,
                     prefixes_file=config.host_path_prefixes_file,
                 ),
                 event=self.event,
+                log_dirs=log_dirs,
+                log_buffer_bytes=config.log_buffer_bytes,
             ),
             on_report=self.reporter.changed.set,
         )

@@ -30,6 +30,9 @@ CACHE_SIZE = 4096  # decisions kept (least recently used dropped first)
 MAX_TAIL_LINES = 10_000
 MAX_LOG_BYTES = 4 * 1024 * 1024
 MAX_APPS = 2_000
+# A followed log stream ends after this long or this much (the client may ask again).
+MAX_FOLLOW_SECONDS = 3600.0
+MAX_FOLLOW_BYTES = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -167,12 +170,6 @@ def bearer_token(header: str | None) -> str | None:
     scheme, _, token = header.strip().partition(" ")
     token = token.strip()
     return token if scheme.lower() == "bearer" and token else None
-
-
-def tail_lines(raw: str | None, default: int = 100) -> int:
-    """`?tail=` as a line count in [0, MAX_TAIL_LINES]; ValueError if not an integer."""
-    n = default if raw is None else int(raw)
-    return max(0, min(n, MAX_TAIL_LINES))
 
 
 def cap_bytes(text: str, limit: int = MAX_LOG_BYTES) -> str:

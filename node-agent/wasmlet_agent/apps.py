@@ -142,6 +142,7 @@ class Apps:
         self._lock = threading.Lock()
         self._queue: WorkQueue[AppKey] = WorkQueue(self._reconcile, "app-controller")
         self._stop = threading.Event()
+        self._applied = False  # log directories are collected only once the desired set is known
         self._resync = threading.Thread(target=self._resync_loop, name="app-resync", daemon=True)
         self._resync.start()
 
@@ -159,6 +160,7 @@ class Apps:
                 elif not controller.set_desired(d):
                     continue
                 self._queue.add(key)
+            self._applied = True
         for controller in removed:
             for rev in controller.begin_stop():
                 rev.join(time.monotonic())
@@ -184,6 +186,20 @@ class Apps:
         while not self._stop.wait(RESYNC_SECONDS):
             for key in self.app_keys():
                 self._queue.add(key)
+            self.collect_logs()
+
+    def collect_logs(self) -> list[str]:
+        """Remove the log directories of revisions that left this node (after a grace)."""
+        if not self._applied:
+            return []
+        with self._lock:
+            controllers = list(self._controllers.values())
+        live = {(*c.key, r.revision) for c in controllers for r in list(c.revisions)}
+        try:
+            return self.services.log_dirs.collect(live)
+        except Exception:  # never let the resync loop die over a directory
+            log.exception("removing old log directories failed")
+            return []
 
     def settle(self, timeout: float = 10.0) -> bool:
         """Wait until every queued reconcile has run (tests)."""

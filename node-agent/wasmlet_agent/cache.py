@@ -47,7 +47,9 @@ class CacheError(Exception):
     """The cache cannot serve a request (not a source failure)."""
 
 
-def unwritable_reason(directory: Path) -> str | None:
+def unwritable_reason(
+    directory: Path, what: str = "cache directory", flag: str = "--cache-dir"
+) -> str | None:
     """Why this process cannot keep its cache in `directory` (None: it can), in words that
     name the directory, its owner and mode, our uid, and the fix. Checked at start, so a
     root-owned hostPath fails with this instead of a PermissionError traceback later."""
@@ -73,10 +75,10 @@ def unwritable_reason(directory: Path) -> str | None:
             found = f"{existing} is owned by uid {st.st_uid} with mode {st.st_mode & 0o7777:04o}"
     uid = os.geteuid()
     return (
-        f"cache directory {directory} is not writable by this agent (uid {uid}): {found}. "
+        f"{what} {directory} is not writable by this agent (uid {uid}): {found}. "
         f"Fix: make it writable by uid {uid} (`chown -R {uid} {existing}`; in a cluster the "
         f"wasmlet-agent DaemonSet's init container does this for its hostPath), or pass "
-        f"--cache-dir with a writable directory"
+        f"{flag} with a writable directory"
     )
 
 

@@ -85,7 +85,7 @@ class CommandRevision:
                 live[name].stop()
             for _ in range(replicas - len(live)):
                 name = self.services.instance_name(self.key, self.revision)
-                buf = LogBuffer(self.services.log_lines)
+                buf = self.services.new_log(self.key, self.revision, name)
                 self.logs[name] = buf
                 directory = self.services.instance_root / self.key[0] / self.key[1] / name
                 inst = CommandInstance(
@@ -194,6 +194,7 @@ class CommandInstance:
             if self.status.state is not State.STOPPED:
                 self.status.state, self.status.reason = State.STOPPED, Reason.STOPPED
             remove_instance_dir(self.directory)
+            self.logs.close()  # its file too: an ended instance holds no descriptor
             self.on_end(self.status.name)
 
     def _back_off(self, reason: str, message: str, ran_for: float) -> bool:
@@ -253,6 +254,7 @@ class CommandInstance:
             result = run_instance(ready.module, spec, self.cancel, usage)
         finally:
             output.finish()
+            self.logs.flush()  # a last line without its newline ends with the run
         over = storage.finish()
         ran_for = time.monotonic() - t0
         if metrics is not None:

@@ -54,6 +54,12 @@ class AgentConfig:
     allowed_host_path_prefixes: tuple[str, ...] = ()
     host_path_prefixes_file: Path | None = None
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    # Guest output files (CRI format, kubelet's layout); None: only the in-memory rings.
+    log_dir: Path | None = None
+    log_max_bytes: int = 10 * 1024 * 1024  # rotate an instance's file past this size
+    log_max_files: int = 5  # files kept per instance, the current one included
+    log_gc_grace_seconds: float = 60.0  # a departed revision's log directory stays this long
+    log_buffer_bytes: int = 128 * 1024  # each instance's in-memory ring (the agent API's)
 
 
 def parse_labels(text: str) -> dict[str, str]:

@@ -251,12 +251,18 @@ class HttpRevision:
     def _build_template(self) -> InstanceSpec:
         # One set of volume directories per revision on this node: instances are per
         # request, so an emptyDir is scratch space shared by this node's requests.
+        # Each request's stderr reaches the sink once, after its run (runtime/cgi.py keeps it
+        # in a memfd meanwhile), so no Python runs while the guest writes; the sink appends
+        # it to the ring and to one file per revision, ending an unfinished last line there.
         app = self.key[1]
-        buf = self.logs.setdefault(f"{app}-{self.revision[:6]}-http",
-                                   LogBuffer(self.services.log_lines))  # fmt: skip
+        name = f"{app}-{self.revision[:6]}-http"
+        buf = self.logs.get(name)
+        if buf is None:
+            buf = self.logs[name] = self.services.new_log(self.key, self.revision, name)
         return build_instance_spec(
             self.spec, self.key[0], app, self._volumes(), self.services.lookup,
-            stdout=None, stderr=buf.sink("stderr"), host_paths=self.services.host_paths,
+            stdout=None, stderr=buf.complete_sink("stderr"),
+            host_paths=self.services.host_paths,
         )  # fmt: skip
 
     def _directory(self) -> Path:
@@ -303,3 +309,5 @@ class HttpRevision:
             preloader.join(max(deadline - time.monotonic(), 0))
         if preloader is None or not preloader.is_alive():
             remove_instance_dir(self._directory())
+        for buf in list(self.logs.values()):
+            buf.close()  # requests still in flight after this write nowhere

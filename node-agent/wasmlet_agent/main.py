@@ -14,6 +14,8 @@ from wasmlet.version import wasmlet_version
 from wasmlet_agent.cache import unwritable_reason
 from wasmlet_agent.config import AgentConfig, ClusterConfig, FrontLimits, parse_labels
 
+DEFAULT_LOG_DIR = "/var/log/wasmlet/pods"
+
 
 def _default_cache(command: str) -> Path:
     """`node` and `run` keep apart (module cache, instance directories; the journal is the
@@ -64,6 +66,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             default=None,
             help="a file listing allowed prefixes one per line (ConfigMap "
             "wasmlet-system/wasmlet-host-paths, key allowedPrefixes, mounted); re-read on use",
+        )
+        s.add_argument(
+            "--log-dir",
+            default=DEFAULT_LOG_DIR if name == "node" else "",
+            help="guest output files, one per instance in CRI format under "
+            "<namespace>_<app>_<revision>/<instance>/0.log (node default: %(default)s; "
+            "run: none, the output is printed); '' writes none",
+        )
+        s.add_argument(
+            "--log-max-bytes",
+            type=int,
+            default=AgentConfig.log_max_bytes,
+            help="rotate an instance's log file before it grows past this size",
+        )
+        s.add_argument(
+            "--log-max-files",
+            type=int,
+            default=AgentConfig.log_max_files,
+            help="log files kept per instance, the current one included (at least 2)",
+        )
+        s.add_argument(
+            "--log-buffer-bytes",
+            type=int,
+            default=AgentConfig.log_buffer_bytes,
+            help="each instance's in-memory log ring, served by the agent API",
         )
         s.add_argument("-v", "--verbose", action="store_true")
         s.add_argument("--log-format", choices=("text", "json"), default="text")
@@ -126,14 +153,34 @@ def config_from(args: argparse.Namespace) -> AgentConfig:
         allowed_host_path_prefixes=tuple(args.allowed_host_path_prefix),
         host_path_prefixes_file=args.allowed_host_path_prefixes_file,
         cluster=cluster,
+        log_dir=Path(args.log_dir) if args.log_dir else None,
+        log_max_bytes=args.log_max_bytes,
+        log_max_files=args.log_max_files,
+        log_buffer_bytes=args.log_buffer_bytes,
     )
+
+
+def config_problem(args: argparse.Namespace) -> str | None:
+    """A flag value the agent cannot run with, named with the fix (checked before start)."""
+    if args.log_max_bytes < 4096:
+        return f"--log-max-bytes={args.log_max_bytes}: must be at least 4096"
+    if args.log_max_files < 2:
+        return (
+            f"--log-max-files={args.log_max_files}: must be at least 2 (the current file "
+            "and one rotated, as the kubelet's containerLogMaxFiles)"
+        )
+    if args.log_buffer_bytes < 1024:
+        return f"--log-buffer-bytes={args.log_buffer_bytes}: must be at least 1024"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logfmt.setup(args.log_format, args.verbose)
     config = config_from(args)
-    reason = unwritable_reason(config.cache_dir)
+    reason = config_problem(args) or unwritable_reason(config.cache_dir)
+    if reason is None and config.log_dir is not None:
+        reason = unwritable_reason(config.log_dir, "log directory", "--log-dir")
     if reason is not None:
         print(f"wasmlet-agent: cannot start: {reason}", file=sys.stderr)
         return 2

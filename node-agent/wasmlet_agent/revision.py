@@ -19,7 +19,8 @@ from wasmlet_agent.host_paths import HostPathPolicy
 from wasmlet_agent.metrics import AgentMetrics
 from wasmlet_agent.modulestore import ModuleStore, Phase, Ready
 from wasmlet_agent.objects import ObjectLookup
-from wasmlet_agent.runtime.logs import LogBuffer
+from wasmlet_agent.runtime.logfiles import LogDirs
+from wasmlet_agent.runtime.logs import DEFAULT_MAX_BYTES, LogBuffer
 from wasmlet_agent.runtime.modules import ModuleError
 from wasmlet_agent.runtime.usage import OnCpu
 from wasmlet_agent.sources import SourceError
@@ -44,7 +45,8 @@ class Services:
     host_paths: HostPathPolicy = field(default_factory=HostPathPolicy)  # default: none allowed
     on_change: OnChange = lambda key: None
     event: EventSink = lambda key, type_, reason, message: None
-    log_lines: int = 1000
+    log_dirs: LogDirs = field(default_factory=LogDirs)  # default: no files, rings only
+    log_buffer_bytes: int = DEFAULT_MAX_BYTES  # each instance's in-memory ring
     _indexes: dict[tuple[AppKey, str], Iterator[int]] = field(default_factory=dict, repr=False)
     _index_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -60,6 +62,11 @@ class Services:
         with self._index_lock:
             index = next(self._indexes.setdefault((key, revision), itertools.count()))
         return f"{key[1]}-{revision[:6]}-{index}"
+
+    def new_log(self, key: AppKey, revision: str, instance: str) -> LogBuffer:
+        """The ring of one instance (or HTTP revision), writing its file under the log dir."""
+        file = self.log_dirs.file(key[0], key[1], revision, instance)
+        return LogBuffer(self.log_buffer_bytes, file=file)
 
 
 class LoadFailed(Exception):

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from wasmlet.api.logs import parse_query
 from wasmlet_agent.api_auth import (
     MAX_LOG_BYTES,
     MAX_TAIL_LINES,
@@ -17,7 +18,6 @@ from wasmlet_agent.api_auth import (
     attributes_for,
     bearer_token,
     cap_bytes,
-    tail_lines,
 )
 from wasmlet_agent.cluster.api_guard import ApiUnreachable, Guard
 
@@ -84,12 +84,15 @@ def test_cache_is_bounded_and_keeps_no_token() -> None:
 
 
 def test_bounds() -> None:
-    assert tail_lines(None) == 100
-    assert tail_lines("5") == 5
-    assert tail_lines("-3") == 0
-    assert tail_lines(str(10**9)) == MAX_TAIL_LINES
-    with pytest.raises(ValueError):
-        tail_lines("x")
+    def tail(raw: str | None) -> int:
+        return parse_query({} if raw is None else {"tail": raw}, 0, 100, MAX_TAIL_LINES).tail
+
+    assert tail(None) == 100
+    assert tail("5") == 5
+    assert tail("-1") == MAX_TAIL_LINES  # kubectl's --tail=-1: all (within the bound)
+    assert tail(str(10**9)) == MAX_TAIL_LINES
+    with pytest.raises(ValueError, match="tail='x': must be an integer"):
+        tail("x")
     big = "".join(f"line {i}\n" for i in range(1_000_000))
     out = cap_bytes(big)
     assert len(out.encode()) <= MAX_LOG_BYTES and out.endswith("line 999999\n")

@@ -188,3 +188,20 @@ def test_dockerfile_pins_base_labels_and_runs_non_root() -> None:
     version = re.search(r"^ARG VERSION=(\S+)$", final, re.M)
     with (ROOT / "pyproject.toml").open("rb") as f:
         assert version and version.group(1) == tomllib.load(f)["project"]["version"]
+
+
+def test_agent_writes_guest_logs_to_a_host_directory_shippers_see(
+    objects: list[dict[str, Any]],
+) -> None:
+    pod = one(objects, "DaemonSet", "wasmlet-agent")["spec"]["template"]["spec"]
+    (agent,) = pod["containers"]
+    (owner,) = pod["initContainers"]
+    log_dir = next(a.split("=", 1)[1] for a in agent["args"] if a.startswith("--log-dir="))
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for c in (agent, owner):
+        mount = next(m for m in c["volumeMounts"] if m["mountPath"] == log_dir)
+        assert volumes[mount["name"]]["hostPath"] == {"path": log_dir, "type": "DirectoryOrCreate"}
+        assert not mount.get("readOnly")
+    script = " ".join(owner["command"])
+    assert re.search(rf"chown {AGENT_UID}:{AGENT_UID} .*{re.escape(log_dir)}\b", script), script
+    assert re.search(rf"chmod 0700 .*{re.escape(log_dir)}\b", script), script

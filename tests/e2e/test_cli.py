@@ -38,16 +38,22 @@ def test_status_and_logs(stack: Stack, namespace: str) -> None:
     for node in stack.agents:
         assert node in out.stdout  # the NODES table
     assert out.stdout.count("Running") >= 2  # the INSTANCES table
+
+    def sources(stdout: str) -> set[str]:
+        return {line.split()[0] for line in stdout.splitlines() if "tick" in line}
+
+    # Two instances: each line says where it came from, as `kubectl logs --prefix` does.
     logs = wait_until(
         lambda: (
             (o := wasmlet(stack, "logs", "chatty", "-n", namespace)).returncode == 0
-            and o.stdout.count("tick") >= 2
+            and len(sources(o.stdout)) == 2
             and o
         ),
         "log lines from both instances",
     )
-    nodes = {line.split()[0] for line in logs.stdout.splitlines() if "tick" in line}
-    assert nodes <= set(stack.agents) and nodes
+    for source in sources(logs.stdout):
+        node, _, instance = source.removeprefix("[").removesuffix("]").partition("/")
+        assert node in stack.agents and instance.startswith("chatty-"), source
     missing = wasmlet(stack, "logs", "nope", "-n", namespace)
     assert missing.returncode == 1 and "no instances of" in missing.stderr
 

@@ -237,11 +237,12 @@ def test_quota_fields_are_validated_naming_the_field(stack: Stack, namespace: st
 def test_http_app_takes_max_concurrency_times_memory_on_a_node(
     stack: Stack, namespace: str
 ) -> None:
-    """Agents offer 8Gi: one replica of an HTTP app that may run 3 instances of 4Gi at once
-    fits on no node (counted as replicas x memory, as before, it would have)."""
+    """Agents offer 8Gi: one replica of an HTTP app that may run 3 instances of 3Gi at once
+    (9Gi) fits on no node (counted as replicas x memory it would have); one instance at once
+    does, even beside other tests' apps."""
     port = free_port(next(iter(stack.agents.values())).address)
     app = wasmapp("greedy", stack.modules["cgi"], mode="http", replicas=1, http={"port": port},
-                  limits={"memory": "4Gi", "maxConcurrency": 3})  # fmt: skip
+                  limits={"memory": "3Gi", "maxConcurrency": 3})  # fmt: skip
     stack.apply(namespace, app)
     c = wait_until(
         lambda: (c := cond(stack, namespace, "greedy", "Ready")).get("reason")
@@ -250,6 +251,6 @@ def test_http_app_takes_max_concurrency_times_memory_on_a_node(
     )  # fmt: skip
     assert "x limits.maxConcurrency per node in http mode" in c["message"]
     assert stack.placements(namespace, "greedy") == []
-    app["spec"]["limits"]["maxConcurrency"] = 2  # 8Gi: exactly one node's worth
+    app["spec"]["limits"]["maxConcurrency"] = 1  # 3Gi
     stack.apply(namespace, app)
-    wait_until(lambda: ready(stack, namespace, "greedy"), "fits with maxConcurrency 2")
+    wait_until(lambda: ready(stack, namespace, "greedy"), "fits with maxConcurrency 1")

@@ -23,7 +23,7 @@ from wasmlet_dev.wasm_build import build_c
 
 INSTALL = "apt-get install containerd runc containernetworking-plugins (hack/install-deps.sh does)"
 # The agent's host directories: removed after the session if the session made them.
-HOST_DIRS = (Path("/var/lib/wasmlet"), Path("/srv/wasmlet"))
+HOST_DIRS = (Path("/var/lib/wasmlet"), Path("/srv/wasmlet"), Path("/var/log/wasmlet"))
 
 
 @pytest.fixture(scope="session")

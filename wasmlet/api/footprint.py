@@ -16,7 +16,7 @@ from wasmlet.api.constants import Mode
 from wasmlet.api.spec import SpecError, WasmAppSpec, parse_quantity
 
 DEFAULT_MEMORY = "64Mi"
-DEFAULT_MAX_CONCURRENCY = 64
+DEFAULT_MAX_CONCURRENCY = 16
 
 
 @dataclass(frozen=True)

@@ -166,7 +166,10 @@ class Limits:
     timeout_seconds: int = 0
     request_timeout_seconds: int = 10
     fuel: int | None = None
-    max_concurrency: int = 64
+    # Placement reserves memory x max_concurrency per node for an http app (footprint.py):
+    # 16 keeps a default app at 1Gi per node (64 reserved 4Gi, half of a default node), and
+    # a CPU-bound guest gains nothing from more instances at once than the node has cores.
+    max_concurrency: int = 16
 
     @property
     def memory_bytes(self) -> int:

@@ -127,6 +127,9 @@ def start_operator(
     return ManagedProcess.start("wasmlet-operator", argv, workdir / "logs" / f"{log_name}.log")
 
 
+DEV_LOG_MAX_BYTES = 16 * 1024
+
+
 def agent_argv(
     node: str,
     address: str,
@@ -142,6 +145,10 @@ def agent_argv(
         "--api-port", str(api_port),
         "--kubeconfig", str(kubeconfig),
         "--cache-dir", str(cache_dir),
+        # Guest log files beside the cache (not /var/log: the dev agents are not root); small
+        # files, so that rotation happens in a short run.
+        "--log-dir", str(cache_dir / "pods"),
+        "--log-max-bytes", str(DEV_LOG_MAX_BYTES),
         "--labels", ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
         "--heartbeat-seconds", "1",
     ]  # fmt: skip

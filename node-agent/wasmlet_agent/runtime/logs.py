@@ -1,4 +1,9 @@
-"""A bounded, thread-safe ring of an instance's output lines, so logs never grow without limit."""
+"""An instance's output lines: a ring bounded in bytes, and the same lines in its CRI log file.
+
+Output arrives in chunks (a pipe read, a request's stderr), never a Python call per guest
+write. A chunk is cut into lines once (`split_lines`), kept in the ring for the agent API, and
+written to the instance's file (runtime/logfiles.py) in one write(), in CRI format.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,45 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-DEFAULT_MAX_LINES = 1000
-# Longer lines are split; a guest writing without newlines cannot hold memory hostage.
+from wasmlet.api.logs import format_timestamp
+from wasmlet_agent.runtime.logfiles import LogFile
+
+DEFAULT_MAX_BYTES = 128 * 1024
+# Longer lines are split (`P` in the file); a guest writing without newlines cannot hold
+# memory hostage.
 DEFAULT_MAX_LINE_BYTES = 16 * 1024
+# What a kept line costs beyond its text (the LogLine and str objects), so that a flood of
+# empty lines is bounded too.
+LINE_OVERHEAD_BYTES = 128
+
+Segment = tuple[bytes, bool]  # (line without its newline, partial: cut at the line limit)
+
+
+def split_lines(pending: bytearray, data: bytes, max_line_bytes: int) -> list[Segment]:
+    """Add `data` to `pending` (a stream's unfinished line) and take out what is complete:
+    lines ended by a newline (`\\r\\n` too) and pieces of `max_line_bytes` of longer ones."""
+    pending += data
+    out: list[Segment] = []
+    start = 0
+    while True:
+        nl = pending.find(b"\n", start, start + max_line_bytes + 1)
+        if nl >= 0:
+            out.append((bytes(pending[start:nl]).removesuffix(b"\r"), False))
+            start = nl + 1
+        elif len(pending) - start >= max_line_bytes:
+            out.append((bytes(pending[start : start + max_line_bytes]), True))
+            start += max_line_bytes
+        else:
+            break
+    del pending[:start]
+    return out
+
+
+def cri_lines(stream: str, segments: list[Segment], time_ns: int) -> bytes:
+    """`<RFC3339Nano> <stream> <F|P> <text>\\n` per segment (the CRI log format)."""
+    stamp = format_timestamp(time_ns).encode()
+    head = b"%s %s " % (stamp, stream.encode())
+    return b"".join(head + (b"P " if partial else b"F ") + raw + b"\n" for raw, partial in segments)
 
 
 @dataclass(frozen=True)
@@ -18,25 +59,35 @@ class LogLine:
     seq: int  # 1, 2, ... per buffer; gaps mean lines were dropped before a follower read them
     stream: str  # "stdout" | "stderr"
     text: str
-    time: float  # time.time() when the line was completed
+    time_ns: int  # Unix time (ns) the line was read from the guest; the file has the same
+    partial: bool = False  # a piece of a longer line (the rest follows)
+
+    @property
+    def time(self) -> float:
+        return self.time_ns / 1e9
 
 
 class LogBuffer:
-    """The last `max_lines` lines of one instance's stdout and stderr.
+    """The newest lines of one instance's stdout and stderr, at most `max_bytes` of them (each
+    line counted as its text plus LINE_OVERHEAD_BYTES), also appended to `file` if given.
 
-    `sink(stream)` gives a callable for InstanceSpec.stdout/stderr; it is called from wasmtime's
-    I/O threads, possibly several at once. Partial lines wait for their newline (per stream)
-    until `close()`.
+    `write(stream, data)` may be called from several threads. Unfinished lines wait for their
+    newline (per stream) until `flush()` (a run or request ended) or `close()`.
     """
 
     def __init__(
-        self, max_lines: int = DEFAULT_MAX_LINES, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+        self,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        file: LogFile | None = None,
     ) -> None:
-        if max_lines < 1 or max_line_bytes < 1:
-            raise ValueError("max_lines and max_line_bytes must be >= 1")
-        self.max_lines = max_lines
+        if max_bytes < 1 or max_line_bytes < 1:
+            raise ValueError("max_bytes and max_line_bytes must be >= 1")
+        self.max_bytes = max_bytes
         self.max_line_bytes = max_line_bytes
-        self._lines: deque[LogLine] = deque(maxlen=max_lines)
+        self.file = file
+        self._lines: deque[tuple[LogLine, int]] = deque()  # (line, its cost in bytes)
+        self._bytes = 0
         self._partial: dict[str, bytearray] = {}
         self._seq = 0
         self._closed = False
@@ -48,47 +99,61 @@ class LogBuffer:
 
         return write
 
-    def write(self, stream: str, data: bytes) -> None:
+    def complete_sink(self, stream: str) -> Callable[[bytes], None]:
+        """A sink for output that arrives whole (an HTTP request's stderr after its run): an
+        unfinished last line ends with the call instead of waiting for the next request."""
+
+        def write(data: bytes) -> None:
+            self.write(stream, data, flush=True)
+
+        return write
+
+    def write(self, stream: str, data: bytes, *, flush: bool = False) -> None:
         with self._cond:
             if self._closed:
                 return
-            buf = self._partial.setdefault(stream, bytearray())
-            buf += data
-            start = 0
-            added = False
-            while True:
-                nl = buf.find(b"\n", start)
-                end = nl if nl >= 0 and nl - start <= self.max_line_bytes else -1
-                if end < 0 and len(buf) - start >= self.max_line_bytes:
-                    end = start + self.max_line_bytes
-                    self._append(stream, buf[start:end])
-                    start = end
-                    added = True
-                    continue
-                if end < 0:
-                    break
-                self._append(stream, buf[start:end])
-                start = end + 1
-                added = True
-            del buf[:start]
-            if added:
-                self._cond.notify_all()
+            pending = self._partial.setdefault(stream, bytearray())
+            segments = split_lines(pending, data, self.max_line_bytes)
+            if flush and pending:
+                segments.append((bytes(pending), False))
+                pending.clear()
+            self._add(stream, segments)
 
-    def _append(self, stream: str, raw: bytes | bytearray) -> None:
-        self._seq += 1
-        text = bytes(raw).removesuffix(b"\r").decode("utf-8", errors="replace")
-        self._lines.append(LogLine(self._seq, stream, text, time.time()))
+    def flush(self) -> None:
+        """End every unfinished line (the run that wrote it is over)."""
+        with self._cond:
+            for stream, pending in self._partial.items():
+                if pending:
+                    self._add(stream, [(bytes(pending), False)])
+                    pending.clear()
+
+    def _add(self, stream: str, segments: list[Segment]) -> None:
+        if not segments:
+            return
+        now = time.time_ns()
+        if self.file is not None:
+            self.file.append(cri_lines(stream, segments, now))
+        for raw, partial in segments:
+            self._seq += 1
+            line = LogLine(self._seq, stream, raw.decode("utf-8", errors="replace"), now, partial)
+            cost = len(raw) + LINE_OVERHEAD_BYTES
+            self._lines.append((line, cost))
+            self._bytes += cost
+        while self._bytes > self.max_bytes and len(self._lines) > 1:
+            self._bytes -= self._lines.popleft()[1]
+        self._cond.notify_all()
 
     def close(self) -> None:
-        """Flush partial lines and end every follower; later writes are ignored."""
+        """Flush unfinished lines, close the file and end every follower; later writes are
+        ignored."""
         with self._cond:
             if self._closed:
                 return
-            for stream, buf in self._partial.items():
-                if buf:
-                    self._append(stream, buf)
+            self.flush()
             self._partial.clear()
             self._closed = True
+            if self.file is not None:
+                self.file.close()
             self._cond.notify_all()
 
     @property
@@ -99,13 +164,22 @@ class LogBuffer:
     def last_seq(self) -> int:
         return self._seq
 
+    @property
+    def kept_bytes(self) -> int:
+        return self._bytes
+
     def tail(self, n: int | None = None) -> list[LogLine]:
         """The last n lines (all kept lines when n is None)."""
         with self._cond:
-            lines = list(self._lines)
+            lines = [line for line, _ in self._lines]
         if n is None:
             return lines
         return lines[-n:] if n > 0 else []
+
+    def after(self, seq: int) -> list[LogLine]:
+        """Kept lines newer than `seq` (a follower's position)."""
+        with self._cond:
+            return [line for line, _ in self._lines if line.seq > seq]
 
     def text(self, n: int | None = None) -> str:
         return "".join(f"{line.text}\n" for line in self.tail(n))
@@ -127,7 +201,7 @@ class LogBuffer:
             with self._cond:
                 if not self._cond.wait_for(ready, timeout=timeout):
                     return
-                batch = [line for line in self._lines if line.seq > last]
+                batch = [line for line, _ in self._lines if line.seq > last]
                 closed = self._closed
             yield from batch
             if batch:

@@ -1,4 +1,5 @@
-"""The per-instance log ring: line splitting, bounds, tail and follow, under concurrent writers."""
+"""The per-instance log ring: line splitting (incl. partial lines), the byte bound, tail and
+follow under concurrent writers, and the CRI file lines it writes."""
 
 from __future__ import annotations
 
@@ -8,7 +9,13 @@ from collections.abc import Callable
 import pytest
 
 from wasmlet_agent.runtime import Cancel, InstanceSpec, LoadedModule, Outcome, run_instance
-from wasmlet_agent.runtime.logs import LogBuffer, LogLine
+from wasmlet_agent.runtime.logs import (
+    LINE_OVERHEAD_BYTES,
+    LogBuffer,
+    LogLine,
+    cri_lines,
+    split_lines,
+)
 
 
 def texts(lines: list[LogLine]) -> list[str]:
@@ -60,18 +67,64 @@ def test_streams_keep_separate_partial_lines() -> None:
     ]
 
 
-def test_ring_keeps_only_the_last_lines() -> None:
-    buf = LogBuffer(max_lines=3)
+def test_ring_is_bounded_in_bytes_not_lines() -> None:
+    buf = LogBuffer(max_bytes=3 * (1 + LINE_OVERHEAD_BYTES))
     buf.write("stdout", b"".join(f"{i}\n".encode() for i in range(10)))
     assert texts(buf.tail()) == ["7", "8", "9"]
     assert [line.seq for line in buf.tail()] == [8, 9, 10]
     assert buf.last_seq == 10
+    assert buf.kept_bytes == 3 * (1 + LINE_OVERHEAD_BYTES)
+    # Long lines take more of the budget than short ones: one 300-byte line evicts others.
+    buf.write("stdout", b"x" * 300 + b"\n")
+    assert texts(buf.tail()) == ["x" * 300]  # the newest line is kept even alone over budget
+    big = LogBuffer(max_bytes=64 * 1024)
+    for _ in range(100):
+        big.write("stdout", b"y" * 4000 + b"\n")
+    assert big.kept_bytes <= 64 * 1024 and len(big.tail()) == 64 * 1024 // (4001 + 127)
+
+
+@pytest.mark.parametrize(
+    ("writes", "expected", "left"),
+    [
+        ([b"ab\ncd"], [(b"ab", False)], b"cd"),
+        ([b"abcdefghij"], [(b"abcd", True), (b"efgh", True)], b"ij"),
+        ([b"abcd\n"], [(b"abcd", False)], b""),  # exactly the limit, then its newline
+        ([b"abcd", b"\n"], [(b"abcd", True), (b"", False)], b""),
+        ([b"ab\r\n\n"], [(b"ab", False), (b"", False)], b""),
+    ],
+)
+def test_split_lines_marks_pieces_of_long_lines_partial(
+    writes: list[bytes], expected: list[tuple[bytes, bool]], left: bytes
+) -> None:
+    pending = bytearray()
+    got = [seg for data in writes for seg in split_lines(pending, data, 4)]
+    assert got == expected and bytes(pending) == left
+
+
+def test_cri_lines_carry_time_stream_and_tag() -> None:
+    out = cri_lines("stderr", [(b"part", True), (b"end", False)], 1_764_588_967_000_000_001)
+    assert out == (
+        b"2025-12-01T11:36:07.000000001Z stderr P part\n"
+        b"2025-12-01T11:36:07.000000001Z stderr F end\n"
+    )
+
+
+def test_flush_ends_a_line_without_its_newline() -> None:
+    buf = LogBuffer()
+    buf.write("stdout", b"no newline")
+    assert buf.tail() == []
+    buf.flush()
+    buf.write("stdout", b"next\n")
+    assert texts(buf.tail()) == ["no newline", "next"]
+    buf.write("stderr", b"whole request", flush=True)
+    assert texts(buf.tail())[-1] == "whole request"
 
 
 def test_long_lines_are_split() -> None:
     buf = LogBuffer(max_line_bytes=4)
     buf.write("stdout", b"abcdefghij")
     assert texts(buf.tail()) == ["abcd", "efgh"]
+    assert [line.partial for line in buf.tail()] == [True, True]
     buf.write("stdout", b"\nxy\n")
     assert texts(buf.tail()) == ["abcd", "efgh", "ij", "xy"]
 
@@ -86,7 +139,7 @@ def test_tail(n: int, expected: list[str]) -> None:
 
 def test_bad_bounds_are_refused() -> None:
     with pytest.raises(ValueError):
-        LogBuffer(max_lines=0)
+        LogBuffer(max_bytes=0)
 
 
 def test_follow_from_a_seq_then_times_out() -> None:
@@ -117,14 +170,14 @@ def test_follow_sees_lines_as_they_arrive_and_ends_on_close() -> None:
 
 
 def test_slow_follower_skips_what_fell_out_of_the_ring() -> None:
-    buf = LogBuffer(max_lines=2)
+    buf = LogBuffer(max_bytes=2 * (1 + LINE_OVERHEAD_BYTES))
     buf.write("stdout", b"1\n2\n3\n4\n")
     buf.close()
     assert [line.seq for line in buf.follow(since=0)] == [3, 4]
 
 
 def test_concurrent_writers_lose_no_lines() -> None:
-    buf = LogBuffer(max_lines=10_000)
+    buf = LogBuffer(max_bytes=10_000_000)
 
     def writer(w: int) -> None:
         sink = buf.sink(f"w{w}")
@@ -146,7 +199,7 @@ def test_concurrent_writers_lose_no_lines() -> None:
 
 
 def test_buffer_as_an_instance_sink(load: Callable[[str], LoadedModule]) -> None:
-    logs = LogBuffer(max_lines=3)
+    logs = LogBuffer(max_bytes=3 * (len("tick 10") + LINE_OVERHEAD_BYTES))
     cancel = Cancel()
     follower: list[str] = []
 
