@@ -229,7 +229,7 @@ def bench_many(b: Bench, ref: str, count: int) -> dict[str, Any]:
     return result
 
 
-def run(quick: bool) -> dict[str, Any]:
+def run(quick: bool, only_many: int | None = None) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="wasmlet-bench-"))
     cluster = LocalCluster(work / "cluster", preinstall=[ROOT / "crds"])
     procs = []
@@ -260,6 +260,9 @@ def run(quick: bool) -> dict[str, Any]:
             b.operator_pid = operator.pid
             wait(lambda: _reachable(b.operator_metrics), 60, 0.2)
             results: dict[str, Any] = {"machine": {"cpus": 2}, "agents": 3}
+            if only_many is not None:  # one measurement, e.g. under a profiler
+                results["many"] = [bench_many(b, ref, only_many)]
+                return results
             results["apply_latency"] = bench_apply_latency(b, ref, 5 if quick else 20)
             results["scale"] = bench_scale(b, ref, 10 if quick else 50)
             results["many"] = [bench_many(b, ref, n) for n in ((50,) if quick else (200, 1000))]
@@ -321,8 +324,17 @@ def markdown(r: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.controlplane")
     p.add_argument("--quick", action="store_true")
+    p.add_argument(
+        "--many",
+        type=int,
+        default=None,
+        help="only apply this many WasmApps at once; prints, writes no results",
+    )
     args = p.parse_args(argv)
-    results = run(args.quick)
+    results = run(args.quick, args.many)
+    if args.many is not None:
+        print(json.dumps(results["many"], indent=2))
+        return 0
     if not args.quick:
         replace_text(RESULTS, json.dumps(results, indent=2) + "\n")  # only after a whole run
     print(markdown(results))

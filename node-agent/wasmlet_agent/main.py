@@ -174,11 +174,38 @@ def config_problem(args: argparse.Namespace) -> str | None:
     return None
 
 
+IN_CLUSTER_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+
+
+def credentials_problem(
+    kubeconfig: str | None, environ: dict[str, str] | os._Environ[str], token: Path
+) -> str | None:
+    """Why `node` has no identity to reach the API server with, named with the fix."""
+    if kubeconfig:
+        if not os.path.isfile(kubeconfig):
+            return f"--kubeconfig (or KUBECONFIG) {kubeconfig}: no such file"
+        return None
+    if not environ.get("KUBERNETES_SERVICE_HOST"):
+        return (
+            "no --kubeconfig (or KUBECONFIG) and not in a pod (KUBERNETES_SERVICE_HOST is "
+            "unset): pass --kubeconfig, or run the agent from deploy/'s DaemonSet"
+        )
+    if not token.is_file():
+        return (
+            f"no ServiceAccount token at {token}: the agent's pod must mount its token "
+            "(automountServiceAccountToken: true on the pod or its ServiceAccount "
+            "wasmlet-agent, as deploy/ leaves it)"
+        )
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logfmt.setup(args.log_format, args.verbose)
     config = config_from(args)
     reason = config_problem(args) or unwritable_reason(config.cache_dir)
+    if reason is None and args.command == "node":
+        reason = credentials_problem(args.kubeconfig, os.environ, IN_CLUSTER_TOKEN)
     if reason is None and config.log_dir is not None:
         reason = unwritable_reason(config.log_dir, "log directory", "--log-dir")
     if reason is not None:

@@ -42,10 +42,28 @@ def real_node() -> Iterator[RealNode]:
 
 @dataclass(frozen=True)
 class HttpModule:
-    """examples/modules/hello-http.c built and served over HTTP at `url`."""
+    """examples/modules/hello-http.c built and served over HTTP at `url`; `v2_url` serves
+    the same code with a custom section added (another digest: a module to roll out to)."""
 
     url: str
     digest: str
+    v2_url: str
+    v2_digest: str
+
+
+def _uleb(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def with_custom_section(wasm: bytes, name: str, data: bytes) -> bytes:
+    """A module that behaves as `wasm` but has another digest (a custom section is ignored)."""
+    payload = _uleb(len(name)) + name.encode() + data
+    return wasm + b"\x00" + _uleb(len(payload)) + payload
 
 
 class _Files(http.server.SimpleHTTPRequestHandler):
@@ -62,6 +80,9 @@ def hello_module(
     root = tmp_path_factory.mktemp("modules")
     wasm = build_c(repo_root() / "examples" / "modules" / "hello-http.c", root / "hello-http.wasm")
     digest = "sha256:" + hashlib.sha256(wasm.read_bytes()).hexdigest()
+    v2 = with_custom_section(wasm.read_bytes(), "wasmlet-test", b"v2")
+    (root / "hello-http-v2.wasm").write_bytes(v2)
+    v2_digest = "sha256:" + hashlib.sha256(v2).hexdigest()
 
     def handler(*args: Any, **kwargs: Any) -> _Files:
         return _Files(*args, directory=str(root), **kwargs)
@@ -70,8 +91,8 @@ def hello_module(
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        url = f"http://{real_node.network.host_ip}:{server.server_address[1]}/hello-http.wasm"
-        yield HttpModule(url, digest)
+        base = f"http://{real_node.network.host_ip}:{server.server_address[1]}"
+        yield HttpModule(f"{base}/hello-http.wasm", digest, f"{base}/hello-http-v2.wasm", v2_digest)
     finally:
         server.shutdown()
         server.server_close()

@@ -95,6 +95,12 @@ def test_install_runs_operator_and_agent_as_pods(real_node: RealNode) -> None:
         assert "/var/run/secrets/kubernetes.io/serviceaccount" in mounts
 
 
+def test_a_second_install_changes_nothing(real_node: RealNode) -> None:
+    out = real_node.kubectl()("apply", "-k", repo_root() / "deploy").stdout
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert lines and all(line.endswith(" unchanged") for line in lines), out
+
+
 def test_http_app_ready_and_served_on_the_node_address(
     real_node: RealNode, hello_module: HttpModule
 ) -> None:
@@ -115,6 +121,49 @@ def test_kubectl_scale(real_node: RealNode) -> None:
     wait_until(lambda: jsonpath(kubectl, "wasmapp", APP, "-o", replicas) == "3" and
                app_ready(kubectl), what=f"WasmApp {APP} to run 3 replicas and be Ready",
                timeout=120, interval=0.5)  # fmt: skip
+
+
+def test_rollout_to_a_new_module(real_node: RealNode, hello_module: HttpModule) -> None:
+    kubectl = real_node.kubectl()
+    patch = {"spec": {"module": {"http": {"url": hello_module.v2_url},
+                                 "digest": hello_module.v2_digest}}}  # fmt: skip
+    kubectl("patch", "wasmapp", APP, "--type=merge", "-p", json.dumps(patch))
+
+    def rolled() -> bool:
+        obj = json.loads(kubectl("get", "wasmapp", APP, "-o", "json").stdout)
+        status = obj.get("status") or {}
+        progressing = [c for c in status.get("conditions", []) if c["type"] == "Progressing"]
+        return (
+            hello_module.v2_digest in str(status.get("module"))
+            and status.get("updatedReplicas") == status.get("readyReplicas") == 3
+            and bool(progressing)
+            and progressing[0].get("reason") == "RolloutComplete"
+        )
+
+    wait_until(rolled, what="the rollout to the new module", timeout=120, interval=0.5)
+    assert http_get(f"http://{real_node.node_ip}:8080/")[0] == 200
+
+
+def test_leader_pod_deleted_the_standby_takes_over(real_node: RealNode) -> None:
+    kubectl = real_node.kubectl()
+    holder = "jsonpath={.spec.holderIdentity}"
+    leader = jsonpath(kubectl, "-n", NS, "lease", "wasmlet-operator", "-o", holder)
+    assert leader
+    kubectl("-n", NS, "delete", "pod", leader, "--wait=false")
+
+    def new_leader() -> str:
+        now = jsonpath(kubectl, "-n", NS, "lease", "wasmlet-operator", "-o", holder)
+        return now if now and now != leader else ""
+
+    taken = wait_until(new_leader, what="the standby to take the Lease", timeout=120,
+                       interval=0.5)  # fmt: skip
+    assert taken != leader
+    # The new leader acts: a scale is carried out.
+    kubectl("scale", f"wasmapp/{APP}", "--replicas=2")
+    ready = "jsonpath={.status.readyReplicas}/{.status.replicas}"
+    wait_until(lambda: jsonpath(kubectl, "wasmapp", APP, "-o", ready) == "2/2",
+               what="the new leader to scale the app to 2", timeout=120,
+               interval=0.5)  # fmt: skip
 
 
 def test_deleted_agent_pod_comes_back_and_serves_from_its_cache(real_node: RealNode) -> None:

@@ -30,6 +30,7 @@ from wasmlet_agent.cluster.journal_store import JournalStore
 from wasmlet_agent.cluster.lookup import JournalLookup
 from wasmlet_agent.cluster.object_cache import ObjectCache, referenced
 from wasmlet_agent.cluster.placement_watch import Placements, PlacementWatch, desired_apps
+from wasmlet_agent.cluster.preflight import preflight
 from wasmlet_agent.cluster.reader import reader_client
 from wasmlet_agent.cluster.status_writer import StatusWriter
 from wasmlet_agent.config import AgentConfig
@@ -160,6 +161,15 @@ async def run_node(config: AgentConfig) -> int:
     reachable = await api_reachable(api, config.cluster.api_timeout_seconds)
     if reachable:
         autonomy.contact()
+        # Checked only in reach of the API server: offline, the journal is what counts.
+        problem = await preflight(api)
+        if problem is not None:
+            log.error("cannot start: %s", problem)
+            await agent.shutdown()
+            events.close()
+            objects.close()
+            reader.close()  # type: ignore[no-untyped-call]
+            return 3
     read_at = time.monotonic()
     saved = load_journal(journal, agent)
     if saved is not None:
