@@ -49,6 +49,13 @@ class HttpModule:
     digest: str
     v2_url: str
     v2_digest: str
+    root: Path  # served at `base`: a module written here is at f"{base}/{name}"
+    base: str
+
+    def serve(self, name: str, wasm: bytes) -> tuple[str, str]:
+        """`wasm` served as `name`: its URL and digest."""
+        (self.root / name).write_bytes(wasm)
+        return f"{self.base}/{name}", "sha256:" + hashlib.sha256(wasm).hexdigest()
 
 
 def _uleb(n: int) -> bytes:
@@ -92,7 +99,8 @@ def hello_module(
     thread.start()
     try:
         base = f"http://{real_node.network.host_ip}:{server.server_address[1]}"
-        yield HttpModule(f"{base}/hello-http.wasm", digest, f"{base}/hello-http-v2.wasm", v2_digest)
+        yield HttpModule(f"{base}/hello-http.wasm", digest, f"{base}/hello-http-v2.wasm",
+                         v2_digest, root, base)  # fmt: skip
     finally:
         server.shutdown()
         server.server_close()

@@ -1,6 +1,7 @@
 """The install on a real node: `kubectl apply -k deploy/`, operator and agent as pods from the
-built image with their in-cluster tokens, an HTTP WasmApp served on the node's address, scale,
-an agent pod replaced by its DaemonSet serving from its cache, logs, and a clean uninstall.
+built image with their in-cluster tokens, a second apply that changes nothing, an HTTP WasmApp
+served on the node's address, scale, a rollout, a leader handover, an agent pod replaced by
+its DaemonSet serving from its cache, logs, every example, and a clean uninstall.
 
 The tests run in file order and build on each other (one install per session)."""
 
@@ -9,8 +10,10 @@ from __future__ import annotations
 import json
 import re
 import urllib.request
+from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.node.conftest import HttpModule
 from wasmlet_dev.cluster.binaries import repo_root
@@ -20,6 +23,7 @@ from wasmlet_dev.cluster.stack import agent_get, observer_token
 from wasmlet_dev.realnode import runtime
 from wasmlet_dev.realnode.node import RealNode
 from wasmlet_dev.waits import wait_until
+from wasmlet_dev.wasm_build import build_c
 
 pytestmark = [pytest.mark.e2e, pytest.mark.node]
 NS = "wasmlet-system"
@@ -206,6 +210,48 @@ def test_kubectl_logs_of_agent_and_operator(real_node: RealNode) -> None:
     assert f"became leader as {leader}" in kubectl("-n", NS, "logs", leader).stdout
     for pod in pods:  # the standby's log may be empty, but it is served
         kubectl("-n", NS, "logs", pod["metadata"]["name"], "--all-containers")
+
+
+# Ports the examples' HTTP apps take on the node (8080 is the app above's).
+EXAMPLE_PORTS = iter(range(18080, 18100))
+
+
+def test_every_example_reaches_ready_on_the_node(
+    real_node: RealNode, hello_module: HttpModule, tmp_path: Path
+) -> None:
+    """examples/*.yaml as a user applies them, the module fetched over HTTP by the agent pod
+    instead of from `wasmlet dev up`'s registry; a ConfigMap read through the node's reader."""
+    kubectl = real_node.kubectl()
+    ns = "examples"
+    kubectl("create", "namespace", ns)
+    ready = '{.status.conditions[?(@.type=="Ready")].status}'
+    served: list[tuple[str, int]] = []
+    for example in sorted((repo_root() / "examples").glob("*.yaml")):
+        docs = [d for d in yaml.safe_load_all(example.read_text()) if d]
+        apps = [d for d in docs if d["kind"] == "WasmApp"]
+        for app in apps:
+            repo = app["spec"]["module"]["oci"]["reference"].rsplit("/", 1)[1].split(":")[0]
+            source = repo_root() / "examples" / "modules" / f"{repo}.c"
+            wasm = build_c(source, tmp_path / f"{repo}.wasm").read_bytes()
+            url, digest = hello_module.serve(f"example-{repo}.wasm", wasm)
+            app["spec"]["module"] = {"http": {"url": url}, "digest": digest}
+            if "http" in app["spec"]:
+                app["spec"]["http"]["port"] = port = next(EXAMPLE_PORTS)
+                served.append((app["metadata"]["name"], port))
+        kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump_all(docs))
+        for app in apps:
+            name = app["metadata"]["name"]
+            wait_until(lambda n=name: jsonpath(kubectl, "-n", ns, "wasmapp", n, "-o",
+                                               f"jsonpath={ready}") == "True",
+                       what=f"{example.name}: WasmApp {name} Ready on the node", timeout=120,
+                       interval=0.5)  # fmt: skip
+    assert served, "no example serves HTTP"
+    for name, port in served:
+        status, body = wait_until(lambda p=port: http_get(f"http://{real_node.node_ip}:{p}/hi"),
+                                  what=f"{name} to answer on the node's address", timeout=60,
+                                  interval=0.5)  # fmt: skip
+        assert status == 200, body
+    kubectl("delete", "namespace", ns, "--wait", timeout=180)
 
 
 def test_uninstall_leaves_nothing_behind(real_node: RealNode) -> None:
