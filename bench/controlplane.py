@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -79,6 +82,8 @@ class Bench:
         self.observer = ""  # a token allowed to read the agents' /apps
         self.operator_metrics = ""
         self.operator_pid = 0
+        self.components: dict[str, list[int]] = {}  # name -> pids, for CPU accounting
+        self.profile_dir: Path | None = None  # py-spy the operator during bench_many
 
     def apply(self, ns: str, docs: list[dict[str, Any]]) -> None:
         self.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump_all(docs))
@@ -129,6 +134,37 @@ class Bench:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
         return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a live process (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def component_cpu(components: dict[str, list[int]]) -> dict[str, float]:
+    return {name: sum(cpu_seconds(p) for p in pids) for name, pids in components.items()}
+
+
+def start_profile(b: Bench, name: str) -> subprocess.Popen[bytes] | None:
+    """py-spy recording the operator (collapsed stacks, 50 Hz), or None without a dir."""
+    if b.profile_dir is None:
+        return None
+    b.profile_dir.mkdir(parents=True, exist_ok=True)
+    spy = Path(sys.executable).with_name("py-spy")
+    out = b.profile_dir / f"{name}.txt"
+    return subprocess.Popen([str(spy), "record", "--pid", str(b.operator_pid), "--rate", "50",
+                             "--format", "raw", "--output", str(out), "--nonblocking"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+
+
+def stop_profile(spy: subprocess.Popen[bytes] | None) -> None:
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+        spy.wait(timeout=60)
 
 
 def wait(check: Any, timeout: float, interval: float = 0.02) -> float:
@@ -197,7 +233,9 @@ def bench_scale(b: Bench, ref: str, top: int) -> dict[str, Any]:
 def bench_many(b: Bench, ref: str, count: int) -> dict[str, Any]:
     ns = b.namespace(f"bench-many-{count}")
     before = b.operator_samples()
+    cpu_before = component_cpu(b.components)
     docs = [b.app(f"app-{i:04d}", ref) for i in range(count)]
+    spy = start_profile(b, f"operator-many-{count}")
     t0 = time.monotonic()
     b.apply(ns, docs)
     applied = time.monotonic() - t0
@@ -209,6 +247,8 @@ def bench_many(b: Bench, ref: str, count: int) -> dict[str, Any]:
         )
 
     ready = wait(all_ready, 900, 1.0) + applied
+    stop_profile(spy)
+    cpu_after = component_cpu(b.components)
     after = b.operator_samples()
     reconciles = after.get("wasmlet_operator_reconciles_total", 0) - before.get(
         "wasmlet_operator_reconciles_total", 0
@@ -224,12 +264,16 @@ def bench_many(b: Bench, ref: str, count: int) -> dict[str, Any]:
         "reconciles": reconciles,
         "api_requests": requests,
         "api_requests_per_reconcile": requests / reconciles if reconciles else None,
+        # Where the time goes: CPU seconds each component used from apply to all Ready.
+        "cpu_s": {k: round(cpu_after[k] - cpu_before.get(k, 0.0), 2) for k in cpu_after},
     }
     b.kubectl("delete", "namespace", ns, "--wait=false")
     return result
 
 
-def run(quick: bool, only_many: int | None = None) -> dict[str, Any]:
+def run(
+    quick: bool, only_many: int | None = None, profile_dir: Path | None = None
+) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="wasmlet-bench-"))
     cluster = LocalCluster(work / "cluster", preinstall=[ROOT / "crds"])
     procs = []
@@ -258,6 +302,12 @@ def run(quick: bool, only_many: int | None = None) -> dict[str, Any]:
             b.nodes, b.observer = list(nodes), observer_token(b_api)
             b.operator_metrics = f"http://127.0.0.1:{metrics_port}/metrics"
             b.operator_pid = operator.pid
+            b.profile_dir = profile_dir
+            by_name: dict[str, list[int]] = {}
+            for proc in cluster.processes:
+                by_name.setdefault(proc.name, []).append(proc.pid)
+            b.components = {**by_name, "operator": [operator.pid],
+                            "agents": [a.process.pid for a in agents]}  # fmt: skip
             wait(lambda: _reachable(b.operator_metrics), 60, 0.2)
             results: dict[str, Any] = {"machine": {"cpus": 2}, "agents": 3}
             if only_many is not None:  # one measurement, e.g. under a profiler
@@ -306,17 +356,17 @@ def markdown(r: dict[str, Any]) -> str:
         f"all stopped in {sc['scale_down_all_stopped_s']:.2f} s.",
         "",
         "| WasmApps applied at once | kubectl apply | all Ready | operator RSS "
-        "| API requests per reconcile |",
-        "| --- | --- | --- | --- | --- |",
+        "| API requests per reconcile | CPU seconds used meanwhile, by process |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for m in r["many"]:
         per = m["api_requests_per_reconcile"]
+        cpu = sorted((m.get("cpu_s") or {}).items(), key=lambda kv: -kv[1])
         rows.append(
             f"| {m['apps']} | {m['kubectl_apply_s']:.1f} s | {m['all_ready_s']:.1f} s | "
-            f"{m['operator_rss_bytes'] / 2**20:.0f} MiB | {per:.2f} |"
-            if per is not None
-            else f"| {m['apps']} | {m['kubectl_apply_s']:.1f} s | {m['all_ready_s']:.1f} s | "
-            f"{m['operator_rss_bytes'] / 2**20:.0f} MiB | - |"
+            f"{m['operator_rss_bytes'] / 2**20:.0f} MiB | "
+            f"{f'{per:.2f}' if per is not None else '-'} | "
+            f"{', '.join(f'{k} {v:.0f}' for k, v in cpu) or '-'} |"
         )
     return "\n".join(rows) + "\n"
 
@@ -330,8 +380,16 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="only apply this many WasmApps at once; prints, writes no results",
     )
+    p.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="record the operator with py-spy (collapsed stacks) into DIR during each "
+        "many-apps measurement (pip install py-spy)",
+    )
     args = p.parse_args(argv)
-    results = run(args.quick, args.many)
+    results = run(args.quick, args.many, args.profile)
     if args.many is not None:
         print(json.dumps(results["many"], indent=2))
         return 0
