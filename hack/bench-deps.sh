@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what `make bench` needs beyond hack/install-deps.sh, idempotently: the load
-# generator (wrk) and the process timer (hyperfine) for the side-by-side baselines.
+# generator (wrk) and the process timer (hyperfine) for the side-by-side baselines, and
+# py-spy for profiles of the control plane.
 set -euo pipefail
 debs=(wrk hyperfine)
 missing=()
@@ -17,3 +18,6 @@ fi
 for tool in wrk hyperfine; do
   command -v "$tool" >/dev/null || { echo "bench-deps: $tool is still missing" >&2; exit 1; }
 done
+# The sampling profiler behind `python -m bench.controlplane --profile DIR`.
+root="$(cd "$(dirname "$0")/.." && pwd)"
+[ -x "$root/.venv/bin/py-spy" ] || "$root/.venv/bin/pip" install -q py-spy
