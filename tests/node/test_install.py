@@ -212,6 +212,32 @@ def test_kubectl_logs_of_agent_and_operator(real_node: RealNode) -> None:
         kubectl("-n", NS, "logs", pod["metadata"]["name"], "--all-containers")
 
 
+def test_a_pod_security_level_that_forbids_the_agent_is_named(real_node: RealNode) -> None:
+    """Bad input: wasmlet-system labelled `restricted`. The agent pod cannot be created, and
+    `kubectl describe ds` says why; relabelled as deploy/ has it, the agent comes back."""
+    kubectl = real_node.kubectl()
+    enforce = "pod-security.kubernetes.io/enforce"
+    old = agent_pod(kubectl)
+    try:
+        kubectl("label", "namespace", NS, f"{enforce}=restricted", "--overwrite")
+        kubectl("-n", NS, "delete", "pod", old, "--wait=true", timeout=180)
+
+        def refused() -> str:
+            out = kubectl("-n", NS, "describe", "ds", "wasmlet-agent").stdout
+            return out if "violates PodSecurity" in out else ""
+
+        described = wait_until(refused, what="the DaemonSet to report the refusal", timeout=120,
+                               interval=1.0)  # fmt: skip
+        assert "FailedCreate" in described and "hostNetwork" in described, described
+        assert agent_pod(kubectl) == ""
+    finally:
+        kubectl("label", "namespace", NS, f"{enforce}=privileged", "--overwrite")
+    wait_until(lambda: agent_pod(kubectl), what="the agent pod back once the level allows it",
+               timeout=240, interval=1.0)  # fmt: skip
+    wait_until(lambda: app_ready(kubectl), what=f"WasmApp {APP} Ready again", timeout=120,
+               interval=0.5)  # fmt: skip
+
+
 # Ports the examples' HTTP apps take on the node (8080 is the app above's).
 EXAMPLE_PORTS = iter(range(18080, 18100))
 
