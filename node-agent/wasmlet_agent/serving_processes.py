@@ -11,6 +11,10 @@ memfd. An app counts as ready here once a process serves it and none answers it 
 A process that ends unexpectedly is logged, counted in wasmlet_http_serving_process_restarts,
 reported as a ServingProcessRestarted Event on each HTTP app, and started again after a
 back-off; connections the others hold are untouched, and new ones queue on the shared socket.
+
+Long (~470 lines) on purpose: one process's whole life (spawn, handshake, revision sync,
+exit, back-off, restart) reads top to bottom here; the wire format and the worker side are
+in serving_messages.py and serving_worker.py.
 """
 
 from __future__ import annotations
