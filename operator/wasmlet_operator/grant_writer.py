@@ -20,6 +20,7 @@ from kubernetes.client.exceptions import ApiException
 from wasmlet.api.references import References, node_reader, references
 from wasmlet_operator.grants import (
     GRANT_LABEL,
+    PLACED,
     Pair,
     build_reader_account,
     build_role,
@@ -100,13 +101,15 @@ class Grants:
         return refs
 
     async def widen(self, namespace: str, node: str, app: str, template: dict[str, object]) -> None:
-        """Before `app`'s placement with `template` is written on `node`: grant what it names."""
-        refs = references(template)
-        if not refs:
-            return
+        """Before `app`'s placement with `template` is written on `node`: grant what it names
+        (and Events in its namespace)."""
+        refs = references(template) | PLACED
         pair = (namespace, node)
         now = time.monotonic()
         self._pending[(namespace, node, app)] = (refs, now)
+        kept = self._kept(pair)
+        if kept and kept | refs == kept:
+            return  # granted already (most placements: no API call, no scan of the state)
         await self._write(pair, self._desired(pair, now) | self._kept(pair))
 
     def _kept(self, pair: Pair) -> References:

@@ -1,12 +1,16 @@
-"""What each node's agent may read: per namespace and node, a Role granting `get` and `watch`
-on exactly the Secrets and ConfigMaps its placements name, bound to that node's reader
-ServiceAccount. `watch` with resourceNames allows a watch whose field selector is
-`metadata.name=<name>` (the API server authorizes it as a request for that name): the agent
-reads each object once and then follows it (`cluster/object_cache.py`), so restarts do not
-read again. No `list`: the agent never needs one.
+"""What each node's agent may read and where it may post Events: per namespace and node, a
+Role granting `get` and `watch` on exactly the Secrets and ConfigMaps its placements name, and
+`create` on Events in every namespace where it has a placement, bound to that node's reader
+ServiceAccount (the agent's own identity creates no Events: RBAC cannot scope a create to the
+namespaces a node runs apps in, and admission cannot look placements up; this grant can).
+`watch` with resourceNames allows a watch whose field selector is `metadata.name=<name>` (the
+API server authorizes it as a request for that name): the agent reads each object once and
+then follows it (`cluster/object_cache.py`), so restarts do not read again. No `list`: the
+agent never needs one.
 
 Pure: built from placements, written by `grant_writer.py`. An empty grant is no Role at all
-(`resourceNames: []` in RBAC means every name, so an empty list must never be written).
+(`resourceNames: []` in RBAC means every name, so an empty list must never be written); a
+pair with a placement always has its Events rule, so its Role lives as long as a placement.
 """
 
 from __future__ import annotations
@@ -21,18 +25,20 @@ from wasmlet_operator.builders import MANAGED_BY
 GRANT_LABEL = "wasmlet.dev/agent-grant"
 RBAC = "rbac.authorization.k8s.io"
 VERBS = ["get", "watch"]  # deploy/32-operator-grant-policy.yaml allows exactly these
+EVENTS_RULE = {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]}  # and this
 Pair = tuple[str, str]  # (namespace, node)
+# What every placement brings its node in its namespace, whatever its template names.
+PLACED = References(events=True)
 
 
 def desired_grants(placements: Iterable[Mapping[str, Any]]) -> dict[Pair, References]:
-    """(namespace, node) -> what the agent of node needs in namespace; empty grants omitted."""
+    """(namespace, node) -> what the agent of node needs in namespace: a pair with a
+    placement always has a grant (its Events), with the names its templates reference."""
     out: dict[Pair, References] = {}
     for p in placements:
         spec = p.get("spec") or {}
         pair = (str((p.get("metadata") or {}).get("namespace") or ""), str(spec.get("node") or ""))
-        refs = references(spec.get("template") or {})
-        if refs:
-            out[pair] = out.get(pair, References()) | refs
+        out[pair] = out.get(pair, PLACED) | references(spec.get("template") or {})
     return out
 
 
@@ -52,6 +58,8 @@ def role_rules(refs: References) -> list[dict[str, Any]]:
                     "resourceNames": sorted(names),
                 }
             )
+    if refs.events:
+        rules.append(dict(EVENTS_RULE))
     return rules
 
 

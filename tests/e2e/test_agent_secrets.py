@@ -1,5 +1,6 @@
 """Issue 9, hole 2: an agent reads only the Secrets and ConfigMaps that the placements on its
-own node name. The attacks use the agent's own node-bound token, as a compromised node would."""
+own node name; and (hole 6) posts Events only in the namespaces where its node runs apps. The
+attacks use the agent's own node-bound token, as a compromised node would."""
 
 from __future__ import annotations
 
@@ -141,3 +142,44 @@ def test_an_agent_reads_only_what_its_placements_name(
     wait_until(
         lambda: can_read(reader, "configmap", ns, "cfg") == 403, "the ConfigMap revoked", timeout=60
     )
+
+
+def post_event(kubeconfig: Path, ns: str) -> int:
+    body = client.CoreV1Event(
+        metadata=client.V1ObjectMeta(generate_name="forged.", namespace=ns),
+        involved_object=client.V1ObjectReference(kind="WasmApp", name="x", namespace=ns),
+        reason="Forged",
+        message="posted by a compromised node",
+        type="Warning",
+    )
+    with as_identity(kubeconfig) as core:
+        return status_of(lambda: core.create_namespaced_event(ns, body))
+
+
+def test_an_agent_posts_events_only_where_its_node_runs_apps(
+    stack: Stack, tenants: Callable[[str], Tenant]
+) -> None:
+    here, elsewhere = tenants("a").namespace, tenants("b").namespace
+    app = wasmapp("evented", stack.modules["long"], replicas=1)
+    stack.kube.kubectl("-n", here, "apply", "-f", "-", input=yaml.safe_dump(app))
+    wait_until(lambda: len(stack.placements(here, "evented")) == 1, "placed", timeout=60)
+    node = stack.placements(here, "evented")[0]["spec"]["node"]
+    # The agent's own Events arrive, posted as its node's reader ...
+    wait_until(
+        lambda: any(
+            e.source.component == "wasmlet-agent" and e.reason == "Started"
+            for e in client.CoreV1Api(stack.api).list_namespaced_event(here).items
+        ),
+        "the agent's Started Event in the app's namespace",
+        timeout=60,
+    )
+    # ... its shared identity posts none anywhere ...
+    assert post_event(stack.agents[node].kubeconfig, here) == 403
+    # ... and the reader only where the node has a placement.
+    reader = reader_kubeconfig(stack, node)
+    assert post_event(reader, here) == 200
+    assert post_event(reader, elsewhere) == 403
+    assert post_event(reader, "default") == 403
+    # The grant goes with the node's last placement in the namespace.
+    stack.kube.kubectl("-n", here, "delete", "wasmapp", "evented")
+    wait_until(lambda: post_event(reader, here) == 403, "Events revoked", timeout=60)

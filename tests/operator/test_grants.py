@@ -38,10 +38,12 @@ def test_desired_grants_per_namespace_and_node() -> None:
         ]
     )
     assert got == {
-        ("a", "n1"): References(S({"s1"}), S({"c1"})),
-        ("a", "n2"): References(S({"s2"})),
-        ("b", "n1"): References(S({"s3"})),
+        ("a", "n1"): References(S({"s1"}), S({"c1"}), events=True),
+        ("a", "n2"): References(S({"s2"}), events=True),
+        ("b", "n1"): References(S({"s3"}), events=True),
+        ("b", "n2"): References(events=True),  # Events where it runs an app, names or not
     }
+    assert desired_grants([]) == {}
 
 
 @pytest.mark.parametrize(
@@ -54,6 +56,12 @@ def test_desired_grants_per_namespace_and_node() -> None:
          [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "watch"],
            "resourceNames": ["c"]}]),
         (References(), []),
+        (References(events=True),
+         [{"apiGroups": [""], "resources": ["events"], "verbs": ["create"]}]),
+        (References(S({"s"}), events=True),
+         [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "watch"],
+           "resourceNames": ["s"]},
+          {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]}]),
     ],
 )  # fmt: skip
 def test_role_rules_name_exactly_and_only_get_and_watch(refs: References, rules: list[Any]) -> None:

@@ -24,16 +24,22 @@ def node_reader(node: str) -> str:
 
 @dataclass(frozen=True)
 class References:
-    """Names of Secrets and ConfigMaps in one namespace."""
+    """Names of Secrets and ConfigMaps in one namespace, and whether the node's agent may post
+    Events there (it may wherever it runs an app: the grant a placement always brings)."""
 
     secrets: frozenset[str] = frozenset()
     config_maps: frozenset[str] = frozenset()
+    events: bool = False
 
     def __or__(self, other: References) -> References:
-        return References(self.secrets | other.secrets, self.config_maps | other.config_maps)
+        return References(
+            self.secrets | other.secrets,
+            self.config_maps | other.config_maps,
+            self.events or other.events,
+        )
 
     def __bool__(self) -> bool:
-        return bool(self.secrets or self.config_maps)
+        return bool(self.secrets or self.config_maps or self.events)
 
 
 def _dict(value: Any) -> Mapping[str, Any]:

@@ -61,7 +61,8 @@ class EventRecorder:
         )
         try:
             self.core.create_namespaced_event(key[0], body)
-        except Exception as e:  # events are best effort
+        except Exception as e:  # events are best effort; the next same one is tried again
+            self._seen.pop(dedupe, None)
             log.debug("event %s: %s", reason, e)
 
     def close(self) -> None:

@@ -140,9 +140,10 @@ async def run_node(config: AgentConfig) -> int:
     store = Placements()
     autonomy = Autonomy(timeout=max(config.cluster.api_timeout_seconds,
                                     2 * config.cluster.heartbeat_seconds))  # fmt: skip
-    events = EventRecorder(config.node, api, store)
-    # Secrets and ConfigMaps are read as this node's reader: only what its placements name.
+    # Secrets and ConfigMaps are read, and Events posted, as this node's reader: only what
+    # its placements name, only in the namespaces where it runs apps.
     reader = reader_client(api, config.node)
+    events = EventRecorder(config.node, reader, store)
     # Each object is read once and then watched: restarts are answered from memory.
     objects = ObjectCache(client.CoreV1Api(reader))
     lookup = JournalLookup(objects, lambda: autonomy.from_journal)

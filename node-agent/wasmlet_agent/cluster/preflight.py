@@ -63,7 +63,6 @@ REQUIRED: tuple[Permission, ...] = (
     *_perms(
         "coordination.k8s.io", "leases", "get create update", "the heartbeat", ns=SYSTEM_NAMESPACE
     ),
-    *_perms("", "events", "create", "Events about the node's instances"),
     *_perms(
         "", "serviceaccounts", "create", "the node reader's token", sub="token", ns=SYSTEM_NAMESPACE
     ),
