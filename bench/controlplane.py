@@ -38,6 +38,7 @@ from bench.common import replace_text
 from wasmlet_dev.cluster.binaries import repo_root
 from wasmlet_dev.cluster.cluster import LocalCluster
 from wasmlet_dev.cluster.identities import admin_client
+from wasmlet_dev.cluster.kubectl import deploy_files
 from wasmlet_dev.cluster.stack import (
     agent_get,
     kubeconfig_with,
@@ -279,7 +280,8 @@ def run(
     procs = []
     with cluster:
         b_api = admin_client(cluster.kubeconfig)
-        for f in sorted((ROOT / "deploy").glob("*.yaml")):
+        # What the process-mode cluster installs (not the kustomization nor the workloads).
+        for f in deploy_files(ROOT / "deploy"):
             cluster.kubectl()("apply", "--server-side", "-f", str(f))
         port = free_port()
         procs.append(start_registry(work / "registry", port=port))

@@ -3,6 +3,7 @@ writes anything (no WasmNode, no Lease): not a 403 deep in a watch minutes later
 
 from __future__ import annotations
 
+import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -39,7 +40,7 @@ def without_status_patch(rules: list[Any]) -> list[Any]:
 def partial_agent(stack: Stack, namespace: str) -> Iterator[str]:
     """A ServiceAccount in `namespace` with every grant of wasmlet-agent but one."""
     rbac = client.RbacAuthorizationV1Api(stack.api)
-    name = f"{namespace}-agent"
+    name = f"preflight-agent-{secrets.token_hex(3)}"
     subject = client.RbacV1Subject(kind="ServiceAccount", name="agent", namespace=namespace)
     client.CoreV1Api(stack.api).create_namespaced_service_account(
         namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="agent"))
@@ -55,14 +56,14 @@ def partial_agent(stack: Stack, namespace: str) -> Iterator[str]:
                                   name=name)))  # fmt: skip
     for role in SYSTEM_ROLES:
         rbac.create_namespaced_role_binding(SYSTEM_NAMESPACE, client.V1RoleBinding(
-            metadata=client.V1ObjectMeta(name=f"{name}-{role}"[:63]), subjects=[subject],
+            metadata=client.V1ObjectMeta(name=f"{name}-{role}"), subjects=[subject],
             role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role",
                                       name=role)))  # fmt: skip
     try:
         yield issue_token(stack.api, namespace, "agent")
     finally:
         for role in SYSTEM_ROLES:
-            rbac.delete_namespaced_role_binding(f"{name}-{role}"[:63], SYSTEM_NAMESPACE)
+            rbac.delete_namespaced_role_binding(f"{name}-{role}", SYSTEM_NAMESPACE)
         rbac.delete_cluster_role_binding(name)
         rbac.delete_cluster_role(name)
 
@@ -70,7 +71,7 @@ def partial_agent(stack: Stack, namespace: str) -> Iterator[str]:
 def test_an_agent_missing_a_permission_stops_at_start_naming_it(
     stack: Stack, namespace: str, partial_agent: str, tmp_path: Path
 ) -> None:
-    node = f"{namespace}-n"[:63]
+    node = f"preflight-{secrets.token_hex(3)}"
     kubeconfig = kubeconfig_with(tmp_path / "agent.kubeconfig", stack.kube.endpoint,
                                  partial_agent, "partial")  # fmt: skip
     argv = [sys.executable, "-m", "wasmlet_agent.main", "node", "--node-name", node,
