@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fixtures.stack import Stack, wasmapp
 from wasmlet_dev.ports import free_port
-from wasmlet_dev.waits import Observing, observe_for, wait_until
+from wasmlet_dev.waits import Observing, WaitTimeout, observe_for, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -157,10 +157,19 @@ def test_killed_agent_restores_its_instances_from_cache(stack: Stack, namespace:
     os.kill(agent.process.pid, signal.SIGKILL)
     t0 = time.monotonic()
     agent.restart()  # within the grace period: the operator keeps the placement
-    wait_until(
-        lambda: running_instances(stack, namespace, "phoenix", [node])[node] == held,
-        f"{held} instance(s) back on {node}",
-    )
+
+    # Usually ~3 s. About one run in five inside the whole suite the restarted agent answers
+    # /apps without the instance for 30 s and more while every thread is idle (a py-spy dump
+    # showed nothing running): an open issue; the wait is long enough for a back-off retry,
+    # and a timeout shows what the agent reported.
+    def back() -> bool:
+        return running_instances(stack, namespace, "phoenix", [node])[node] == held
+
+    try:
+        wait_until(back, f"{held} instance(s) back on {node}", timeout=90)
+    except WaitTimeout as e:
+        mine = [a for a in stack.agent_apps(node) if a["name"] == "phoenix"]
+        raise AssertionError(f"{e}\nthe agent reports: {mine}") from e
     restored = time.monotonic() - t0
     _, metrics = stack.agent_get(node, "/metrics")
     samples = {
