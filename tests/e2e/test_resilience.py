@@ -14,6 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fixtures.stack import Stack, wasmapp
+from wasmlet.api.constants import AUTONOMOUS_LABEL
 from wasmlet_dev.ports import free_port
 from wasmlet_dev.waits import Observing, WaitTimeout, observe_for, wait_until
 
@@ -154,22 +155,28 @@ def test_killed_agent_restores_its_instances_from_cache(stack: Stack, namespace:
     # The node holding the most (a node just back from the previous test may hold none).
     ((node, held),) = running_instances(stack, namespace, "phoenix").most_common(1)
     agent = stack.agents[node]
-    os.kill(agent.process.pid, signal.SIGKILL)
-    t0 = time.monotonic()
-    agent.restart()  # within the grace period: the operator keeps the placement
-
-    # Usually ~3 s. About one run in five inside the whole suite the restarted agent answers
-    # /apps without the instance for 30 s and more while every thread is idle (a py-spy dump
-    # showed nothing running): an open issue; the wait is long enough for a back-off retry,
-    # and a timeout shows what the agent reported.
-    def back() -> bool:
-        return running_instances(stack, namespace, "phoenix", [node])[node] == held
-
+    # The suite's node grace is 4 s, and a restarted agent under the suite's load can take
+    # longer than that to renew its Lease (Python start-up alone is 1-2 s), after which the
+    # operator would rightly move the placement away. Marked autonomous (by the
+    # administrator), the node keeps its placement however long the restart takes, so what
+    # is measured is the restore from the cache alone.
+    stack.kube.kubectl("label", "wasmnode", node, f"{AUTONOMOUS_LABEL}=true", "--overwrite")
     try:
-        wait_until(back, f"{held} instance(s) back on {node}", timeout=90)
-    except WaitTimeout as e:
-        mine = [a for a in stack.agent_apps(node) if a["name"] == "phoenix"]
-        raise AssertionError(f"{e}\nthe agent reports: {mine}") from e
+        os.kill(agent.process.pid, signal.SIGKILL)
+        t0 = time.monotonic()
+        agent.restart()
+
+        def back() -> bool:
+            return running_instances(stack, namespace, "phoenix", [node])[node] == held
+
+        try:
+            wait_until(back, f"{held} instance(s) back on {node}")
+        except WaitTimeout as e:
+            mine = [a for a in stack.agent_apps(node) if a["name"] == "phoenix"]
+            placed = [p["spec"]["node"] for p in stack.placements(namespace, "phoenix")]
+            raise AssertionError(f"{e}\nthe agent reports {mine}; placed on {placed}") from e
+    finally:
+        stack.kube.kubectl("label", "wasmnode", node, f"{AUTONOMOUS_LABEL}-")
     restored = time.monotonic() - t0
     _, metrics = stack.agent_get(node, "/metrics")
     samples = {
