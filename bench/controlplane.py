@@ -87,7 +87,8 @@ class Bench:
         self.profile_dir: Path | None = None  # py-spy the operator during bench_many
 
     def apply(self, ns: str, docs: list[dict[str, Any]]) -> None:
-        self.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump_all(docs))
+        # A measurement, not a check: a slow apply of 1000 objects is a result, not an error.
+        self.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump_all(docs), timeout=900)
 
     def app(self, name: str, reference: str, replicas: int = 1) -> dict[str, Any]:
         return {
