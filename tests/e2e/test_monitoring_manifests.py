@@ -56,6 +56,15 @@ def test_the_monitoring_component_is_accepted_by_the_api_server(kube: Kube, appl
     pod_monitor = by_kind[("PodMonitor", "wasmlet-agents")]["spec"]["podMetricsEndpoints"][0]
     service_monitor = by_kind[("ServiceMonitor", "wasmlet-operator")]["spec"]["endpoints"][0]
     assert pod_monitor["honorLabels"] is True and service_monitor["honorLabels"] is True
+    # The agents serve https and authorize each scrape: the PodMonitor presents a token of
+    # an identity the API server says may GET /metrics, and nothing more.
+    assert pod_monitor["scheme"] == "https"
+    assert pod_monitor["authorization"]["credentials"]["name"] == "wasmlet-metrics-scraper-token"
+    scraper = "system:serviceaccount:wasmlet-system:wasmlet-metrics-scraper"
+    for verb, what, want in (("get", "/metrics", "yes"), ("get", "/logs", "no"),
+                             ("get", "secrets", "no")):  # fmt: skip
+        out = kube.kubectl("auth", "can-i", verb, what, f"--as={scraper}", check=False)
+        assert out.stdout.strip() == want, (what, out.stdout, out.stderr)
     # What the API server stored is the plain rules file, rule for rule.
     plain = yaml.safe_load((MONITORING / "wasmlet-rules.yml").read_text())
     assert by_kind[("PrometheusRule", "wasmlet")]["spec"]["groups"] == plain["groups"]

@@ -26,7 +26,8 @@ def test_the_component_lists_every_manifest_in_its_directory() -> None:
         for name in resources
         for doc in yaml.safe_load_all((monitoring / name).read_text())
     }
-    assert kinds == {"PodMonitor", "ServiceMonitor", "Service", "PrometheusRule", "ConfigMap"}
+    assert kinds == {"PodMonitor", "ServiceMonitor", "Service", "PrometheusRule", "ConfigMap",
+                     "ServiceAccount", "Secret", "ClusterRoleBinding"}  # fmt: skip
     for name in resources:
         for doc in yaml.safe_load_all((monitoring / name).read_text()):
             if doc["kind"] in ("PodMonitor", "ServiceMonitor"):
@@ -34,3 +35,15 @@ def test_the_component_lists_every_manifest_in_its_directory() -> None:
                 assert all(e["honorLabels"] is True for e in endpoints), name
             if doc["kind"] == "ConfigMap":
                 assert doc["metadata"]["labels"]["grafana_dashboard"] == "1"
+
+
+def test_the_scraper_may_read_metrics_only() -> None:
+    docs = list(yaml.safe_load_all((DEPLOY / "monitoring" / "scraper-identity.yaml").read_text()))
+    (binding,) = [d for d in docs if d["kind"] == "ClusterRoleBinding"]
+    assert binding["roleRef"]["name"] == "wasmlet-metrics-reader"
+    (secret,) = [d for d in docs if d["kind"] == "Secret"]
+    monitor = yaml.safe_load((DEPLOY / "monitoring" / "agents-podmonitor.yaml").read_text())
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["scheme"] == "https"
+    assert endpoint["authorization"]["credentials"]["name"] == secret["metadata"]["name"]
+    assert "insecureSkipVerify" not in endpoint["tlsConfig"]
