@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.message
+import functools
 import http.client
 import socket
 import ssl
@@ -48,7 +49,12 @@ def host_port(url: str) -> str:
     return f"{parts.hostname}:{parts.port or default}"
 
 
+@functools.lru_cache(maxsize=16)
 def ssl_context(ca_file: str | None = None) -> ssl.SSLContext:
+    """One shared context per CA file: building one loads the system CA bundle (~20 ms, a
+    third of an agent's CPU while 1000 instances started from cache). Nothing changes a
+    context after this, so sharing it between clients and threads is safe; a changed CA
+    file is read again by the next agent process."""
     return ssl.create_default_context(cafile=ca_file)
 
 
