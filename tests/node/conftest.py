@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.agent.sources.helpers import with_custom_section
 from tests.fixtures.tools import missing_tool, require_tool
 from wasmlet_dev.cluster.binaries import repo_root
 from wasmlet_dev.images import image_tarball
@@ -56,21 +57,6 @@ class HttpModule:
         """`wasm` served as `name`: its URL and digest."""
         (self.root / name).write_bytes(wasm)
         return f"{self.base}/{name}", "sha256:" + hashlib.sha256(wasm).hexdigest()
-
-
-def _uleb(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def with_custom_section(wasm: bytes, name: str, data: bytes) -> bytes:
-    """A module that behaves as `wasm` but has another digest (a custom section is ignored)."""
-    payload = _uleb(len(name)) + name.encode() + data
-    return wasm + b"\x00" + _uleb(len(payload)) + payload
 
 
 class _Files(http.server.SimpleHTTPRequestHandler):

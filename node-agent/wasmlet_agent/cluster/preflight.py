@@ -106,7 +106,7 @@ def permission_problem(user: str, missing: list[Permission]) -> str | None:
     )
 
 
-def _review(authz: client.AuthorizationV1Api, p: Permission) -> tuple[bool, str]:
+def _allowed(authz: client.AuthorizationV1Api, p: Permission) -> bool:
     body = client.V1SelfSubjectAccessReview(
         spec=client.V1SelfSubjectAccessReviewSpec(
             resource_attributes=client.V1ResourceAttributes(
@@ -119,7 +119,7 @@ def _review(authz: client.AuthorizationV1Api, p: Permission) -> tuple[bool, str]
         )
     )
     resp: Any = authz.create_self_subject_access_review(body)
-    return bool(resp.status.allowed), str(resp.status.reason or "")
+    return bool(resp.status.allowed)
 
 
 def _served(api: client.ApiClient) -> list[str] | None:
@@ -150,7 +150,7 @@ def check(api: client.ApiClient) -> str | None:
     if problem is not None:
         return problem
     authz = client.AuthorizationV1Api(api)
-    answers = {p: _review(authz, p)[0] for p in REQUIRED}
+    answers = {p: _allowed(authz, p) for p in REQUIRED}
     return permission_problem(_whoami(api), denied(answers))
 
 
