@@ -39,6 +39,8 @@ def test_standby_answers_probes_and_metrics_before_the_lease(tmp_path: Path) -> 
         assert get(f"{base}/readyz") == "ok\n"
         text = get(f"http://127.0.0.1:{metrics}/metrics")
         assert "wasmlet_operator_leader 0.0" in text
-        assert "leader election" in proc.log_tail()  # it is still trying for the Lease
+        # It is still trying for the Lease (the line follows the client's retries: wait for it).
+        wait_until(lambda: "leader election" in proc.log_path.read_text(errors="replace"),
+                   "the operator to log its leader election attempts", watch=[proc])  # fmt: skip
     finally:
         proc.stop()
