@@ -21,9 +21,9 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -135,6 +135,17 @@ class HttpFront:
     ) -> None:
         self.apps, self.key, self.address, self.port = apps, key, address, port
         self.metrics = metrics
+        # The app's labelled children, looked up once: `.labels()` per request costs more
+        # than the observation. Request metrics are never removed while the front serves.
+        self._requests: dict[int, Any] = {}  # code -> counter
+        self._duration: Any = None
+        self._instantiate: Any = None
+        if metrics is not None:
+            ns, name = key
+            self._duration = metrics.request_duration.labels(namespace=ns, app=name)
+            self._instantiate = metrics.cold_start.labels(
+                namespace=ns, app=name, phase="instantiate"
+            )
         self.limits = limits or FrontLimits()
         self.budget = budget or BodyBudget(self.limits.body_budget_bytes)
         workers = max(1, min(self.limits.workers, max_concurrency))
@@ -293,19 +304,48 @@ class HttpFront:
         self, rev: ServingRevision, module: LoadedModule, cgi: CgiRequest, spec: InstanceSpec
     ) -> asyncio.Future[CgiResponse]:
         """Run the request's instance on this app's workers; the slot is freed when the
-        worker ends."""
+        worker ends, whether or not the request still waits for it. The worker wakes the
+        loop once, with the answer and the freed slot together."""
         loop = asyncio.get_running_loop()
+        answer: asyncio.Future[CgiResponse] = loop.create_future()
         self.inflight += 1
-        fut: Future[CgiResponse] = self.executor.submit(rev.invoke, module, cgi, spec)
 
-        def ended(_: Future[CgiResponse]) -> None:
-            loop.call_soon_threadsafe(self._worker_ended)
+        def work() -> None:
+            try:
+                response = rev.invoke(module, cgi, spec)
+            except BaseException as err:  # raised in the awaiting request instead
+                loop.call_soon_threadsafe(self._worker_ended, answer, None, err)
+            else:
+                loop.call_soon_threadsafe(self._worker_ended, answer, response, None)
 
-        fut.add_done_callback(ended)
-        return asyncio.wrap_future(fut, loop=loop)
+        self.executor.submit(work)
+        return answer
 
-    def _worker_ended(self) -> None:
+    def _worker_ended(
+        self,
+        answer: asyncio.Future[CgiResponse],
+        response: CgiResponse | None,
+        error: BaseException | None,
+    ) -> None:
         self.inflight -= 1
+        if answer.done():  # the request timed out meanwhile
+            return
+        if error is not None:
+            answer.set_exception(error)
+        else:
+            assert response is not None
+            answer.set_result(response)
+
+    def _count(self, code: int, seconds: float) -> None:
+        if self.metrics is None:
+            return
+        counter = self._requests.get(code)
+        if counter is None:
+            ns, name = self.key
+            counter = self.metrics.requests.labels(namespace=ns, app=name, code=str(code))
+            self._requests[code] = counter
+        counter.inc()
+        self._duration.observe(seconds)
 
     async def handle(self, request: web.Request) -> web.Response:
         started = time.perf_counter()
@@ -352,10 +392,9 @@ class HttpFront:
                             remote_port=peer[1] if peer else None,
                         ),
                     )
-                    resp = await asyncio.wait_for(
-                        asyncio.shield(self._submit(rev, module, cgi, spec)),
-                        timeout=limits.request_timeout_seconds + 5,
-                    )
+                    # A timeout leaves the worker running: its slot stays taken until it ends.
+                    async with asyncio.timeout(limits.request_timeout_seconds + 5):
+                        resp = await self._submit(rev, module, cgi, spec)
                 finally:
                     self.budget.give(taken)
             finally:
@@ -368,9 +407,7 @@ class HttpFront:
                             resp.status, resp.error)  # fmt: skip
             if self.metrics is not None and resp.result is not None:
                 # Every request is a fresh instance: its start is a cold start.
-                self.metrics.cold_start.labels(namespace=ns, app=name, phase="instantiate").observe(
-                    resp.result.instantiate_seconds
-                )
+                self._instantiate.observe(resp.result.instantiate_seconds)
             # A list keeps repeated headers (Set-Cookie) apart.
             headers = [(k, v) for k, v in resp.headers if k.lower() not in _HOP_BY_HOP]
             return web.Response(status=resp.status, body=resp.body, headers=headers)
@@ -389,11 +426,7 @@ class HttpFront:
             code = 500
             return web.Response(status=500, text="internal error in the agent\n")
         finally:
-            if self.metrics is not None:
-                self.metrics.requests.labels(namespace=ns, app=name, code=str(code)).inc()
-                self.metrics.request_duration.labels(namespace=ns, app=name).observe(
-                    time.perf_counter() - started
-                )
+            self._count(code, time.perf_counter() - started)
 
 
 class HttpFronts:

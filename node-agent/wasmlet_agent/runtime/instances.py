@@ -23,6 +23,7 @@ import wasmtime
 import wasmtime.component
 from wasmtime import _bindings, _ffi, _wasi
 
+from wasmlet_agent.runtime import gil
 from wasmlet_agent.runtime.modules import LoadedComponent, LoadedModule
 from wasmlet_agent.runtime.usage import Usage
 
@@ -39,6 +40,8 @@ _OOM_MIN_HEADROOM = 1 << 16
 SAMPLE_TICKS = 5
 
 Sink = Callable[[bytes], None]
+
+gil.install()  # an instance's short wasmtime calls keep the GIL: see gil.py
 
 
 class Outcome(StrEnum):
