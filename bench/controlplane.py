@@ -9,8 +9,9 @@ operator and three node agents as separate processes) and measures:
   APIs) and to Ready in status, over 20 apps; baseline in the same run: `kubectl apply` of a
   ConfigMap to its creation being visible (the API round trip every apply pays);
 - scaling one app 0 -> 50 -> 0 on three agents: time to converge each way;
-- 200 and 1000 WasmApps applied at once: time until all are Ready, the operator's memory
-  (RSS) and Kubernetes API requests per reconcile (from the operator's own metrics).
+- 200 and 1000 WasmApps applied at once (`kubectl apply --server-side`, one request per
+  object, as a platform team's CD tool applies): time until all are Ready, the operator's
+  memory (RSS) and Kubernetes API requests per reconcile (from the operator's own metrics).
 
 Writes bench/results/controlplane.json and prints a Markdown table for bench/RESULTS.md.
 """
@@ -84,11 +85,14 @@ class Bench:
         self.operator_metrics = ""
         self.operator_pid = 0
         self.components: dict[str, list[int]] = {}  # name -> pids, for CPU accounting
-        self.profile_dir: Path | None = None  # py-spy the operator during bench_many
+        self.profile_dir: Path | None = None  # py-spy the operator and an agent in bench_many
 
-    def apply(self, ns: str, docs: list[dict[str, Any]]) -> None:
+    def apply(self, ns: str, docs: list[dict[str, Any]], server_side: bool = False) -> None:
         # A measurement, not a check: a slow apply of 1000 objects is a result, not an error.
-        self.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump_all(docs), timeout=900)
+        # Server-side apply sends one request per object; client-side, a GET and a POST.
+        side = ["--server-side"] if server_side else []
+        self.kubectl("apply", *side, "-n", ns, "-f", "-", input=yaml.safe_dump_all(docs),
+                     timeout=900)  # fmt: skip
 
     def app(self, name: str, reference: str, replicas: int = 1) -> dict[str, Any]:
         return {
@@ -151,21 +155,40 @@ def component_cpu(components: dict[str, list[int]]) -> dict[str, float]:
     return {name: sum(cpu_seconds(p) for p in pids) for name, pids in components.items()}
 
 
-def start_profile(b: Bench, name: str) -> subprocess.Popen[bytes] | None:
-    """py-spy recording the operator (collapsed stacks, 50 Hz), or None without a dir."""
+def start_profile(b: Bench, name: str) -> list[subprocess.Popen[bytes]]:
+    """py-spy recording the operator and the first agent (collapsed stacks, 50 Hz), or
+    nothing without a dir."""
     if b.profile_dir is None:
-        return None
+        return []
     b.profile_dir.mkdir(parents=True, exist_ok=True)
     spy = Path(sys.executable).with_name("py-spy")
-    out = b.profile_dir / f"{name}.txt"
-    return subprocess.Popen([str(spy), "record", "--pid", str(b.operator_pid), "--rate", "50",
-                             "--format", "raw", "--output", str(out), "--nonblocking"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    targets = {"operator": b.operator_pid, "agent": b.components["agents"][0]}
+    return [
+        subprocess.Popen(
+            [
+                str(spy),
+                "record",
+                "--pid",
+                str(pid),
+                "--rate",
+                "50",
+                "--format",
+                "raw",
+                "--output",
+                str(b.profile_dir / f"{who}-{name}.txt"),
+                "--nonblocking",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for who, pid in targets.items()
+    ]
 
 
-def stop_profile(spy: subprocess.Popen[bytes] | None) -> None:
-    if spy is not None:
+def stop_profile(spies: list[subprocess.Popen[bytes]]) -> None:
+    for spy in spies:
         spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+    for spy in spies:
         spy.wait(timeout=60)
 
 
@@ -237,9 +260,9 @@ def bench_many(b: Bench, ref: str, count: int) -> dict[str, Any]:
     before = b.operator_samples()
     cpu_before = component_cpu(b.components)
     docs = [b.app(f"app-{i:04d}", ref) for i in range(count)]
-    spy = start_profile(b, f"operator-many-{count}")
+    spy = start_profile(b, f"many-{count}")
     t0 = time.monotonic()
-    b.apply(ns, docs)
+    b.apply(ns, docs, server_side=True)
     applied = time.monotonic() - t0
 
     def all_ready() -> bool:

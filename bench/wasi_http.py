@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import shutil
 import subprocess
 import tarfile
@@ -42,22 +41,44 @@ NAME = "http_echo"
 WIT_CRATE = "wasmtime-wasi-http"
 WIT_CRATE_VERSION = "40.0.0"
 WIT_CRATE_SHA256 = "41f197ddcf9e18ef9f0e3873e690f43231aa85805911d99b6aa8ed5b13dcfdf4"
-WIT_CRATE_URL = (
-    f"https://static.crates.io/crates/{WIT_CRATE}/{WIT_CRATE}-{WIT_CRATE_VERSION}.crate"
-)
+CRATES_DL = "https://static.crates.io/crates"
+WIT_CRATE_URL = f"{CRATES_DL}/{WIT_CRATE}/{WIT_CRATE}-{WIT_CRATE_VERSION}.crate"
 WORLD = "wasi:http/proxy@0.2.6"
 BINDINGS = "proxy"  # wit-bindgen c names its files after the world: proxy.{c,h}, ...
 
 WIT_BINDGEN_VERSION = "0.63.0"
-# Where hack/bench-deps.sh installs it (`cargo install --locked --root CARGO_ROOT ...`).
+# Where ensure_wit_bindgen (run by hack/bench-deps.sh and the tests) installs it.
 CARGO_ROOT = CACHE.parent / "cargo"
 INSTALL_HINT = (
     f"run `bash hack/bench-deps.sh` (it runs `cargo install --locked --root {CARGO_ROOT} "
     f"wit-bindgen-cli@{WIT_BINDGEN_VERSION}`)"
 )
 
+
+def ensure_wit_bindgen() -> Path:
+    """wit-bindgen-cli WIT_BINDGEN_VERSION, built with cargo into CARGO_ROOT if missing (a
+    few minutes, once per machine); raises naming what to install when cargo is missing."""
+    try:
+        return _wit_bindgen_checked()
+    except GuestBuildError:
+        pass
+    cargo = shutil.which("cargo") or str(Path.home() / ".cargo" / "bin" / "cargo")
+    if not Path(cargo).is_file():
+        raise GuestBuildError(
+            "cargo not found (it builds wit-bindgen for the `wasmtime serve` guest): install "
+            "Rust's cargo (rustup or the Debian package `cargo`)"
+        )
+    cmd = [cargo, "install", "--quiet", "--locked", "--root", str(CARGO_ROOT),
+           f"wit-bindgen-cli@{WIT_BINDGEN_VERSION}"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise GuestBuildError(f"{' '.join(cmd)} failed:\n{proc.stderr[-4000:]}")
+    return _wit_bindgen_checked()
+
+
 PROXY_ADAPTER_FILE = "wasi_snapshot_preview1.proxy.wasm"
-# No main: the component exports wasi:http/incoming-handler, so the core module is a reactor.
+# No main: the component exports wasi:http/incoming-handler, so the core module is a reactor;
+# `wasm-tools component new` makes its _initialize (wasi-libc's constructors) the start function.
 EXTRA_C_FLAGS = ("-mexec-model=reactor",)
 
 
@@ -133,7 +154,7 @@ def build_http_echo(out_dir: Path) -> Path:
     rerun with nothing changed only stats and asks the tools for their versions.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    bindgen = _wit_bindgen_checked()
+    bindgen = ensure_wit_bindgen()
     compiler = _clang_toolchain(out_dir)  # checks clang, wasm-ld, wasi-libc: names packages
     clang = shutil.which("clang") or shutil.which("clang-14")
     assert clang is not None  # _clang_toolchain raised otherwise

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what `make bench` needs beyond hack/install-deps.sh, idempotently: the load
-# generator (wrk) and the process timer (hyperfine) for the side-by-side baselines, and
-# py-spy for profiles of the control plane.
+# generator (wrk) and the process timer (hyperfine) for the side-by-side baselines,
+# py-spy for profiles of the control plane, and wit-bindgen for the `wasmtime serve` guest.
 set -euo pipefail
 debs=(wrk hyperfine)
 missing=()
@@ -21,3 +21,6 @@ done
 # The sampling profiler behind `python -m bench.controlplane --profile DIR`.
 root="$(cd "$(dirname "$0")/.." && pwd)"
 [ -x "$root/.venv/bin/py-spy" ] || "$root/.venv/bin/pip" install -q py-spy
+# wit-bindgen, for the wasi:http C guest that `wasmtime serve` runs as the HTTP baseline:
+# built once with the machine's cargo (bench/wasi_http.py pins the version).
+(cd "$root" && .venv/bin/python -c "from bench.wasi_http import ensure_wit_bindgen; ensure_wit_bindgen()")
