@@ -15,6 +15,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable
+from typing import Any
 
 from kubernetes import client
 
@@ -29,7 +30,13 @@ from wasmlet_agent.cluster.journal import JournalError, JournalState, kept_place
 from wasmlet_agent.cluster.journal_store import JournalStore
 from wasmlet_agent.cluster.lookup import JournalLookup
 from wasmlet_agent.cluster.object_cache import ObjectCache, referenced
-from wasmlet_agent.cluster.placement_watch import Placements, PlacementWatch, desired_apps
+from wasmlet_agent.cluster.placement_watch import (
+    ParsedTemplates,
+    Placements,
+    PlacementWatch,
+    desired_apps,
+    desired_signature,
+)
 from wasmlet_agent.cluster.preflight import preflight
 from wasmlet_agent.cluster.reader import reader_client
 from wasmlet_agent.cluster.status_writer import StatusWriter
@@ -239,13 +246,20 @@ async def run_node(config: AgentConfig) -> int:
     watch.start()
     heartbeat.start()
 
+    parsed = ParsedTemplates()
+    applied: frozenset[Any] | None = None
+
     async def apply_loop() -> None:
+        nonlocal applied
         while True:
             await changed.wait()
             changed.clear()
             placed = store.snapshot()
-            await agent.apply(desired_apps(placed))
-            objects.retain(referenced((k[0], p) for k, p in placed.items()))
+            signature = desired_signature(placed)
+            if signature != applied:  # not only statuses changed (most events, at scale)
+                await agent.apply(desired_apps(placed, parsed))
+                objects.retain(referenced((k[0], p) for k, p in placed.items()))
+                applied = signature
             journaling.dirty.set()
             await asyncio.sleep(0.02)  # a burst of watch events costs one apply
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from wasmlet.api.constants import GROUP, VERSION, WASMPLACEMENTS
-from wasmlet.api.spec import SpecError, parse_spec
+from wasmlet.api.spec import SpecError, WasmAppSpec, parse_spec
 from wasmlet_agent.apps import DesiredApp
 
 log = logging.getLogger("wasmlet.agent.node")
@@ -20,21 +20,69 @@ log = logging.getLogger("wasmlet.agent.node")
 PlacementKey = tuple[str, str]  # (namespace, placement name)
 
 
-def desired_apps(placements: Mapping[PlacementKey, Mapping[str, Any]]) -> list[DesiredApp]:
-    """What the placements ask this node to run (pure). Placements being deleted ask for
-    nothing; a template the agent cannot parse (a skewed schema) is logged and skipped."""
+class ParsedTemplates:
+    """Each placement's parsed template, reused while its generation is unchanged.
+
+    The apply loop turns every placement into a DesiredApp on each batch of watch events;
+    parsing was most of that, which made starting N apps cost O(N^2). A placement without
+    uid and generation (hand-made in tests) is parsed every time.
+    """
+
+    def __init__(self) -> None:
+        self._parsed: dict[PlacementKey, tuple[tuple[str, int], WasmAppSpec]] = {}
+
+    def parse(self, key: PlacementKey, placement: Mapping[str, Any]) -> WasmAppSpec:
+        """The template as a spec; raises SpecError like parse_spec."""
+        meta = placement["metadata"]
+        uid, generation = meta.get("uid"), meta.get("generation")
+        template = placement["spec"].get("template") or {}
+        if uid is None or generation is None:
+            return parse_spec(template)
+        hit = self._parsed.get(key)
+        if hit is not None and hit[0] == (uid, generation):
+            return hit[1]
+        parsed = parse_spec(template)
+        self._parsed[key] = ((uid, generation), parsed)
+        return parsed
+
+    def retain(self, keys: Iterable[PlacementKey]) -> None:
+        keep = set(keys)
+        for key in [k for k in self._parsed if k not in keep]:
+            del self._parsed[key]
+
+
+def desired_apps(
+    placements: Mapping[PlacementKey, Mapping[str, Any]], parsed: ParsedTemplates | None = None
+) -> list[DesiredApp]:
+    """What the placements ask this node to run. Placements being deleted ask for nothing; a
+    template the agent cannot parse (a skewed schema) is logged and skipped."""
+    templates = parsed or ParsedTemplates()
     out = []
     for (ns, name), p in sorted(placements.items()):
         if p["metadata"].get("deletionTimestamp"):
             continue
         spec = p["spec"]
         try:
-            parsed = parse_spec(spec.get("template") or {})
+            app_spec = templates.parse((ns, name), p)
         except SpecError as e:
             log.error("placement %s/%s has a bad template: %s", ns, name, e)
             continue
-        out.append(DesiredApp((ns, spec["app"]), spec["revision"], parsed, int(spec["replicas"])))
+        out.append(DesiredApp((ns, spec["app"]), spec["revision"], app_spec, int(spec["replicas"])))
+    templates.retain(placements)
     return out
+
+
+def desired_signature(placements: Mapping[PlacementKey, Mapping[str, Any]]) -> frozenset[Any]:
+    """What desired_apps depends on (pure): equal signatures give equal desired apps, so a
+    batch of watch events that only changed statuses needs no apply."""
+    out = []
+    for key, p in placements.items():
+        meta = p["metadata"]
+        generation = meta.get("generation")
+        spec = p["spec"] if generation is None else None  # no generation: the spec itself
+        out.append((key, meta.get("uid"), generation, bool(meta.get("deletionTimestamp")),
+                    repr(spec) if spec is not None else None))  # fmt: skip
+    return frozenset(out)
 
 
 class Placements:
