@@ -40,6 +40,7 @@ from wasmlet_agent.runtime.usage import InFlight, OnCpu, Usage
 from wasmlet_agent.serving_counters import NODE_SLOT, Field, Peers, SharedCounts
 from wasmlet_agent.serving_messages import (
     MAX_MESSAGE_BYTES,
+    STDERR_CHUNK_BYTES,
     ServingState,
     decode,
     encode,
@@ -121,15 +122,14 @@ class _Revisions:
 class _Front(HttpFront):
     """HttpFront that also counts this process's requests (bounded: one series per index)."""
 
-    process_label = "0"
-    serving_metrics: ServingMetrics | None = None
+    served: Any = None  # this process's child of wasmlet_http_serving_process_requests
 
     async def handle(self, request: web.Request) -> web.Response:
         try:
             return await super().handle(request)
         finally:
-            if self.serving_metrics is not None:
-                self.serving_metrics.process_requests.labels(process=self.process_label).inc()
+            if self.served is not None:
+                self.served.inc()
 
 
 class _SharedBudget(BodyBudget):
@@ -167,6 +167,8 @@ class ServingWorker:
         self.fronts: dict[AppKey, _Front] = {}
         self.modules: dict[str, LoadedModule] = {}
         self._send_lock = threading.Lock()
+        self._stderr: dict[AppKey, tuple[str, bytearray]] = {}  # guest stderr not yet sent
+        self._stderr_lock = threading.Lock()
 
     def send(self, message: dict[str, Any]) -> None:
         """To the agent, from any thread; a gone agent is noticed by the reader."""
@@ -174,11 +176,39 @@ class ServingWorker:
             self.control.send(encode(message))
 
     def _stderr_sink(self, key: AppKey, revision: str) -> Any:
+        """Guest stderr, sent to the agent in batches: each tick, or as soon as a message's
+        worth is buffered. A message per request cost the agent a receive and a decode per
+        request; a batch keeps the order and is at most one tick late. One buffer per app:
+        a new revision's sink sends what the old one buffered first."""
+        pending = bytearray()
+        with self._stderr_lock:
+            self._send_stderr(key)
+            self._stderr[key] = (revision, pending)
+
         def sink(data: bytes) -> None:
+            with self._stderr_lock:
+                pending.extend(data)
+                if len(pending) >= STDERR_CHUNK_BYTES:
+                    # Sent under the lock: a tick's flush cannot overtake this batch.
+                    self._send_stderr(key)
+
+        return sink
+
+    def _send_stderr(self, key: AppKey) -> None:
+        """Send `key`'s buffered stderr now (with _stderr_lock held)."""
+        revision, pending = self._stderr.get(key, ("", bytearray()))
+        if pending:
+            data = bytes(pending)
+            pending.clear()
             for message in stderr_messages(key, revision, data):
                 self.send(message)
 
-        return sink
+    def _flush_stderr(self, forget: AppKey | None = None) -> None:
+        with self._stderr_lock:
+            for key in list(self._stderr):
+                self._send_stderr(key)
+            if forget is not None:
+                self._stderr.pop(forget, None)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -218,12 +248,15 @@ class ServingWorker:
         finally:  # the agent is gone or stopping: in-flight requests get a short grace
             publisher.cancel()
             await asyncio.gather(*(front.stop(5.0) for front in self.fronts.values()))
+            self._flush_stderr()
             self.engine.stop()
 
     async def _publish_connections(self) -> None:
         """Connections end without telling the front: their count is published every tick
-        (and at each accept), so other processes see a closed one within CONNECTIONS_TICK."""
+        (and at each accept), so other processes see a closed one within CONNECTIONS_TICK.
+        Buffered guest stderr goes to the agent on the same tick."""
         while True:
+            self._flush_stderr()
             for key, front in list(self.fronts.items()):
                 if front.peers is not None:
                     front.peers.publish(Field.CONNECTIONS, front.connections())
@@ -243,6 +276,7 @@ class ServingWorker:
                 await front.stop(float(message.get("grace", 30.0)))
             self.revisions.by_key.pop(key, None)
             self.inflight.pop(key, None)
+            self._flush_stderr(forget=key)  # its last lines before "dropped"
             self._forget_modules()
             self.send({"op": "dropped", "key": list(key)})
 
@@ -270,7 +304,7 @@ class ServingWorker:
             peers = Peers(self.counts, int(message["slot"]), self.index)
             front = _Front(self.revisions, key, "", port, self.metrics, self.limits, self.budget,
                            int(message["max_concurrency"]), peers)  # fmt: skip
-            front.process_label, front.serving_metrics = str(self.index), self.metrics
+            front.served = self.metrics.process_requests.labels(process=str(self.index))
             # The agent's socket, dup'd into this process by SCM_RIGHTS: ours to close.
             await front.start(socket.socket(fileno=os.dup(fds[0])))
             self.fronts[key] = front

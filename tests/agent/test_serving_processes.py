@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import threading
@@ -126,3 +127,33 @@ def test_limits_hold_for_the_node_across_processes(start: StartAgent, oci: OciMo
     assert [request(port, "/").status for _ in range(6)] == [503] * 6
     first.join(30)
     assert held == [504]
+
+
+def test_guest_stderr_from_the_processes_reaches_the_log_in_order(
+    start: StartAgent, oci: OciModule
+) -> None:
+    # Batched per tick in each process (serving_worker.py): none lost, and in order within
+    # a process (one keep-alive connection stays on one). Across processes, lines written
+    # within one tick may interleave either way.
+    agent = start(http_processes=2)
+    port = _serving(agent, oci)
+    paths = [f"/seq/{i}" for i in range(40)]
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        for path in paths:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            response.read()
+            assert response.status == 200
+    finally:
+        conn.close()
+    expected = [f"cgi: GET {path}" for path in paths]
+
+    def logged() -> list[str]:
+        text = agent.api("/logs/default/web").text
+        return [line for line in expected if line in text]
+
+    wait_until(lambda: logged() == expected, "every request's stderr line", timeout=10)
+    text = agent.api("/logs/default/web").text
+    positions = [text.index(line + "\n") for line in expected]
+    assert positions == sorted(positions)
