@@ -121,7 +121,13 @@ def test_an_app_passing_its_check_becomes_ready_and_a_failing_update_leaves_it_s
             for i in (p.get("status") or {}).get("instances") or []
         ]
         failing = [i for i in instances if i.get("reason") == FAILED]
-        return a if failing and all(i["state"] == "Running" for i in failing) else None
+        # The app's status must be of the update too: read first, it may still be the one
+        # the operator wrote before it saw the new generation (updatedReplicas 2).
+        seen = (
+            a is not None and a["status"].get("observedGeneration") == a["metadata"]["generation"]
+        )
+        running = failing and all(i["state"] == "Running" for i in failing)
+        return a if seen and running else None
 
     app = wait_until(stuck, "the new revision runs, failing its check", 60)
     assert app["status"]["updatedReplicas"] == 0

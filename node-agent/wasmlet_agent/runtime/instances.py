@@ -538,7 +538,7 @@ def run_instance(
         if watch is not None and usage is not None:
             # Raw handles, read in the epoch callback with the context it is given.
             watch.memories = [ctypes.byref(m._memory) for m in memories]
-            usage.sample(_linear_memory_bytes(memories, store), time.thread_time())
+            usage.sample(_linear_memory_bytes(memories, store), None)
         t1 = time.perf_counter()
         exit_code: int | None = None
         error: Exception | None = None
@@ -551,8 +551,8 @@ def run_instance(
             error = err
         t2 = time.perf_counter()
         peak = _linear_memory_bytes(memories, store)
-        if usage is not None:
-            usage.sample(peak, time.thread_time())
+        if usage is not None:  # its CPU time is read once, below: a syscall per reading
+            usage.sample(peak, None)
         return _ended(error, exit_code, watch, spec, cancel, peak, (t0, t1, t2))
     finally:
         # Drop the store (and its WASI output callbacks) now, not at interpreter exit.

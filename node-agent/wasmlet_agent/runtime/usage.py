@@ -33,15 +33,15 @@ class Usage:
         self._cpu_start = thread_cpu
         self.cpu_seconds = 0.0
 
-    def sample(self, memory_bytes: int | None, thread_cpu: float) -> None:
-        """Record a reading taken on the run's thread; None leaves the memory as it was.
+    def sample(self, memory_bytes: int | None, thread_cpu: float | None) -> None:
+        """Record a reading taken on the run's thread; None leaves that value as it was.
 
         Only increases of CPU time are passed on, so a counter fed by `on_cpu` stays monotonic
         and adds up to exactly `cpu_seconds`, however often it is sampled.
         """
         if memory_bytes is not None:
             self.memory_bytes = memory_bytes
-        if self._cpu_start is None:
+        if self._cpu_start is None or thread_cpu is None:
             return
         used = thread_cpu - self._cpu_start
         delta = used - self.cpu_seconds
