@@ -228,6 +228,19 @@ _EPOCH_CALLBACK = _CallbackType(_on_epoch_deadline)
 _EPOCH_FINALIZER = _FinalizerType(_on_store_dropped)
 
 
+def _call_start(store: wasmtime.Store, start: wasmtime.Func) -> None:
+    """`_start()`, raising as Func.__call__ does; its () -> () type was checked at load, so
+    the type is not read again per run (four more wasmtime calls and their Python wrappers)."""
+    trap = ctypes.POINTER(_ffi.wasm_trap_t)()
+    error = _ffi.wasmtime_func_call(
+        store._context(), ctypes.byref(start._func), None, 0, None, 0, ctypes.byref(trap)
+    )
+    if error:
+        raise wasmtime.WasmtimeError._from_ptr(error)  # an ExitTrap for proc_exit
+    if trap:
+        raise wasmtime.Trap._from_ptr(trap)
+
+
 def _split_message(text: str) -> tuple[str, str]:
     """(cause, full text): wasmtime puts the cause after 'Caused by:' below the backtrace."""
     full = text.strip()
@@ -543,7 +556,7 @@ def run_instance(
         exit_code: int | None = None
         error: Exception | None = None
         try:
-            start(store)
+            _call_start(store, start)
             exit_code = 0
         except wasmtime.ExitTrap as err:
             exit_code = err.code

@@ -95,6 +95,11 @@ class LoadedModule:
                 + (f"; it is {kind}" if kind else "")
                 + ": build it as a command (a `main` function) to run it"
             )
+        if start.params or start.results:
+            raise ModuleError(
+                f"{name} exports `_start` with parameters or results; a WASI command's "
+                "`_start` takes and returns nothing: build it as a command to run it"
+            )
         # Smallest linear memory the module needs, to refuse a too-small limit up front.
         self.min_memory_bytes = sum(
             t.limits.min * PAGE_SIZE for t in exports.values() if isinstance(t, wasmtime.MemoryType)

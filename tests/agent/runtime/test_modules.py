@@ -96,6 +96,18 @@ def test_module_without_start_is_not_a_command(engine: WasmEngine) -> None:
         LoadedModule.from_bytes(engine, wasm)
 
 
+@pytest.mark.parametrize(
+    "start",
+    ['(func (export "_start") (param i32))', '(func (export "_start") (result i32) i32.const 0)'],
+)
+def test_a_start_with_parameters_or_results_is_not_a_command(
+    engine: WasmEngine, start: str
+) -> None:
+    wasm = wasmtime.wat2wasm(f"(module {start})")
+    with pytest.raises(ModuleError, match="takes and returns nothing"):
+        LoadedModule.from_bytes(engine, wasm)
+
+
 def test_module_without_wasi_runs(load: Callable[[str], LoadedModule]) -> None:
     module = load("nowasi")
     assert module.imports == []
