@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,12 @@ class Bench:
         )
         return list(items["items"])
 
+    def placements(self, ns: str) -> list[dict[str, Any]]:
+        items: Any = self.custom.list_namespaced_custom_object(
+            "wasmlet.dev", "v1alpha1", ns, "wasmplacements"
+        )
+        return list(items["items"])
+
     def running(self, ns: str, name: str) -> int:
         total = 0
         for node in self.nodes:
@@ -192,6 +199,41 @@ def stop_profile(spies: list[subprocess.Popen[bytes]]) -> None:
         spy.wait(timeout=60)
 
 
+def _seconds(stamp: str | None, since: float) -> float | None:
+    if not stamp:
+        return None
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp() - since
+
+
+def _ready_since(obj: dict[str, Any], since: float) -> float | None:
+    for c in (obj.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Ready" and c.get("status") == "True":
+            return _seconds(c.get("lastTransitionTime"), since)
+    return None
+
+
+def milestones(
+    placements: list[dict[str, Any]], apps: list[dict[str, Any]], since: float
+) -> dict[str, float | None]:
+    """When the last app was created, its placement created and Ready (the agents' status),
+    and the app Ready (the operator's status), in seconds after `since`."""
+
+    def last(values: list[float | None]) -> float | None:
+        known = [v for v in values if v is not None]
+        return round(max(known), 1) if known else None
+
+    return {
+        "apps_created": last(
+            [_seconds(a["metadata"].get("creationTimestamp"), since) for a in apps]
+        ),
+        "placements_created": last(
+            [_seconds(p["metadata"].get("creationTimestamp"), since) for p in placements]
+        ),
+        "placements_ready": last([_ready_since(p, since) for p in placements]),
+        "apps_ready": last([_ready_since(a, since) for a in apps]),
+    }
+
+
 def wait(check: Any, timeout: float, interval: float = 0.02) -> float:
     """Seconds until `check` holds (a measurement: errors in `check` are not retried)."""
     start = time.monotonic()
@@ -262,6 +304,7 @@ def bench_many(b: Bench, ref: str, count: int) -> dict[str, Any]:
     docs = [b.app(f"app-{i:04d}", ref) for i in range(count)]
     spy = start_profile(b, f"many-{count}")
     t0 = time.monotonic()
+    wall0 = time.time()
     b.apply(ns, docs, server_side=True)
     applied = time.monotonic() - t0
 
@@ -273,6 +316,7 @@ def bench_many(b: Bench, ref: str, count: int) -> dict[str, Any]:
 
     ready = wait(all_ready, 900, 1.0) + applied
     stop_profile(spy)
+    phases = milestones(b.placements(ns), b.apps(ns), wall0)
     cpu_after = component_cpu(b.components)
     after = b.operator_samples()
     reconciles = after.get("wasmlet_operator_reconciles_total", 0) - before.get(
@@ -289,7 +333,16 @@ def bench_many(b: Bench, ref: str, count: int) -> dict[str, Any]:
         "reconciles": reconciles,
         "api_requests": requests,
         "api_requests_per_reconcile": requests / reconciles if reconciles else None,
-        # Where the time goes: CPU seconds each component used from apply to all Ready.
+        "reconcile_s_mean": (
+            after.get("wasmlet_operator_reconcile_duration_seconds_sum", 0)
+            - before.get("wasmlet_operator_reconcile_duration_seconds_sum", 0)
+        )
+        / reconciles
+        if reconciles
+        else None,
+        # Where the time goes: seconds from the apply until the last object reached each
+        # milestone (API timestamps, 1 s resolution), and each component's CPU seconds.
+        "milestones_s": phases,
         "cpu_s": {k: round(cpu_after[k] - cpu_before.get(k, 0.0), 2) for k in cpu_after},
     }
     b.kubectl("delete", "namespace", ns, "--wait=false")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import os
 import socket
@@ -70,7 +71,11 @@ def build_registry(
         settings.watching.server_timeout = 60
         settings.watching.connect_timeout = 5
         settings.networking.request_timeout = 30
-        settings.batching.worker_limit = 64
+        # kopf keeps an object's worker (and its slot) for idle_timeout after its last event:
+        # with 64 slots held 5 s each, a burst of new apps was admitted at ~13 per second.
+        # Workers are asyncio tasks; a short idle time keeps them few without a cap.
+        settings.batching.worker_limit = None
+        settings.batching.idle_timeout = 0.5
 
     @kopf.on.event(GROUP, VERSION, WASMAPPS, registry=registry)
     async def on_app(
@@ -139,7 +144,9 @@ def build_registry(
                     return
                 try:
                     t0 = time.perf_counter()
-                    deadline_in = await reconciler.reconcile(body)
+                    # A snapshot: kopf updates `body` in place as events arrive, and the
+                    # reconcile hands parts of it to API calls running on other threads.
+                    deadline_in = await reconciler.reconcile(copy.deepcopy(dict(body)))
                     if kube.metrics is not None:
                         kube.metrics.reconciles.inc()
                         kube.metrics.reconcile_duration.observe(time.perf_counter() - t0)

@@ -9,6 +9,7 @@ import os
 import socket
 import sys
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import kopf
 from aiohttp import web
@@ -25,6 +26,9 @@ from wasmlet_operator.kube import Kube
 from wasmlet_operator.leader import LeaderElector
 from wasmlet_operator.metrics import OperatorMetrics
 from wasmlet_operator.state import ClusterState
+
+# Threads making the operator's API writes at once (and connections kept for them).
+API_THREADS = 32
 
 log = logging.getLogger("wasmlet.operator")
 
@@ -83,7 +87,7 @@ async def serve_health(address: str, port: int) -> web.AppRunner:
 
 
 async def run(args: argparse.Namespace) -> int:
-    api_client = make_api_client(args.kubeconfig)
+    api_client = make_api_client(args.kubeconfig, pool_size=API_THREADS)
     metrics = OperatorMetrics(CollectorRegistry())
     # Before the Lease: both replicas are scrape targets and pass their probes while one waits.
     if args.metrics_port:
@@ -112,6 +116,11 @@ async def act(
     elector: LeaderElector,
 ) -> int:
     """The leader's work: kopf's handlers, the heartbeat watch and holding the Lease."""
+    # Every API write runs on the loop's default executor (kube.py); asyncio's default of
+    # cpus + 4 threads queued a thousand new apps' writes behind each other.
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(API_THREADS, thread_name_prefix="api")
+    )
     state = ClusterState(node_grace_seconds=args.node_grace_seconds)
     kube = Kube(api_client, metrics)
     grants = Grants(kube, state)

@@ -44,7 +44,12 @@ class ClusterState:
         self.placements: dict[AppKey, dict[str, Mapping[str, Any]]] = defaultdict(dict)
         self._wakeups: dict[AppKey, asyncio.Event] = {}
         self._ready: dict[str, bool] = {}
-        self._used: tuple[dict[str, int], dict[str, int]] | None = None
+        # Instances and memory placed per node by all apps, kept up to date by each placement
+        # event (recomputed per reconcile, they made a burst of N apps cost O(N^2)), and what
+        # each placement adds to them.
+        self._instances: dict[str, int] = defaultdict(int)
+        self._memory: dict[str, int] = defaultdict(int)
+        self._adds: dict[tuple[AppKey, str], tuple[Mapping[str, Any], int, int]] = {}
         # What quotas need: every app's demand and every WasmAppQuota, per namespace.
         self.demands: dict[str, dict[str, AppDemand]] = defaultdict(dict)
         self.quotas: dict[str, dict[str, Mapping[str, Any]]] = defaultdict(dict)
@@ -103,7 +108,6 @@ class ClusterState:
         return decide(list(demands.values()), quotas)
 
     def set_placement(self, placement: Mapping[str, Any], deleted: bool = False) -> AppKey:
-        self._used = None  # totals per node are recomputed on next use
         meta = placement["metadata"]
         spec = placement.get("spec") or {}
         key = (meta["namespace"], spec.get("app", ""))
@@ -112,7 +116,25 @@ class ClusterState:
             self.placements[key].pop(node, None)
         else:
             self.placements[key][node] = placement
+        self._count(key, node, None if deleted else spec)
         return key
+
+    def _count(self, key: AppKey, node: str, spec: Mapping[str, Any] | None) -> None:
+        """Keep the per-node totals: take back what the placement added, add what it adds
+        now (status-only events change nothing: the spec is compared first)."""
+        before = self._adds.get((key, node))
+        if before is not None and spec is not None and before[0] == spec:
+            return
+        if before is not None:
+            del self._adds[(key, node)]
+            self._instances[node] -= before[1]
+            self._memory[node] -= before[2]
+        if spec is not None:
+            instances = int(spec.get("replicas") or 0)
+            memory = _placement_memory({"spec": spec})
+            self._adds[(key, node)] = (spec, instances, memory)
+            self._instances[node] += instances
+            self._memory[node] += memory
 
     def set_node(self, node: Mapping[str, Any], deleted: bool = False) -> bool:
         """Record a WasmNode; True if something placement depends on changed."""
@@ -153,22 +175,9 @@ class ClusterState:
                 self._ready[name] = ready
         return changed
 
-    def _totals(self) -> tuple[dict[str, int], dict[str, int]]:
-        """Instances and memory placed per node by all apps (cached until placements change:
-        with many apps, recomputing it for every reconcile would be quadratic)."""
-        if self._used is None:
-            instances: dict[str, int] = defaultdict(int)
-            memory: dict[str, int] = defaultdict(int)
-            for by_node in self.placements.values():
-                for node, p in by_node.items():
-                    instances[node] += int((p.get("spec") or {}).get("replicas") or 0)
-                    memory[node] += _placement_memory(p)
-            self._used = (instances, memory)
-        return self._used
-
     def node_views(self, now: datetime, exclude: AppKey) -> list[Node]:
         """Placement's view of every node, with what other apps already take on it."""
-        instances, memory = self._totals()
+        instances, memory = self._instances, self._memory
         own = self.placements.get(exclude, {})
         out = []
         for name, obj in sorted(self.nodes.items()):
