@@ -11,7 +11,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from wasmlet.api.logs import format_timestamp
 from wasmlet_agent.runtime.logfiles import LogFile
@@ -54,8 +54,7 @@ def cri_lines(stream: str, segments: list[Segment], time_ns: int) -> bytes:
     return b"".join(head + (b"P " if partial else b"F ") + raw + b"\n" for raw, partial in segments)
 
 
-@dataclass(frozen=True)
-class LogLine:
+class LogLine(NamedTuple):  # a tuple, not a frozen dataclass: made per line, ~5x cheaper
     seq: int  # 1, 2, ... per buffer; gaps mean lines were dropped before a follower read them
     stream: str  # "stdout" | "stderr"
     text: str
