@@ -113,6 +113,22 @@ class Bench:
         )
         return list(items["items"])
 
+    def api_requests(self) -> dict[str, float]:
+        """kube-apiserver's request counts so far by verb and resource (its /metrics)."""
+        text = self.kubectl("get", "--raw", "/metrics", timeout=60).stdout
+        out: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            if family.name != "apiserver_request":
+                continue
+            for sample in family.samples:
+                if sample.name != "apiserver_request_total":
+                    continue
+                labels = sample.labels
+                sub = f"/{labels['subresource']}" if labels.get("subresource") else ""
+                key = f"{labels.get('verb', '')} {labels.get('resource', '')}{sub}"
+                out[key] = out.get(key, 0.0) + sample.value
+        return out
+
     def placements(self, ns: str) -> list[dict[str, Any]]:
         items: Any = self.custom.list_namespaced_custom_object(
             "wasmlet.dev", "v1alpha1", ns, "wasmplacements"
@@ -300,6 +316,7 @@ def bench_scale(b: Bench, ref: str, top: int) -> dict[str, Any]:
 def bench_many(b: Bench, ref: str, count: int) -> dict[str, Any]:
     ns = b.namespace(f"bench-many-{count}")
     before = b.operator_samples()
+    requests_before = b.api_requests()
     cpu_before = component_cpu(b.components)
     docs = [b.app(f"app-{i:04d}", ref) for i in range(count)]
     spy = start_profile(b, f"many-{count}")
@@ -318,6 +335,7 @@ def bench_many(b: Bench, ref: str, count: int) -> dict[str, Any]:
     stop_profile(spy)
     phases = milestones(b.placements(ns), b.apps(ns), wall0)
     cpu_after = component_cpu(b.components)
+    served = b.api_requests()
     after = b.operator_samples()
     reconciles = after.get("wasmlet_operator_reconciles_total", 0) - before.get(
         "wasmlet_operator_reconciles_total", 0
@@ -343,6 +361,17 @@ def bench_many(b: Bench, ref: str, count: int) -> dict[str, Any]:
         # Where the time goes: seconds from the apply until the last object reached each
         # milestone (API timestamps, 1 s resolution), and each component's CPU seconds.
         "milestones_s": phases,
+        # What kube-apiserver served meanwhile, most first (watch events are not requests).
+        "apiserver_requests": dict(
+            sorted(
+                (
+                    (k, round(v - requests_before.get(k, 0.0)))
+                    for k, v in served.items()
+                    if v - requests_before.get(k, 0.0) >= 10
+                ),
+                key=lambda kv: -kv[1],
+            )
+        ),
         "cpu_s": {k: round(cpu_after[k] - cpu_before.get(k, 0.0), 2) for k in cpu_after},
     }
     b.kubectl("delete", "namespace", ns, "--wait=false")
