@@ -129,6 +129,16 @@ class Bench:
                 out[key] = out.get(key, 0.0) + sample.value
         return out
 
+    def event_reasons(self, ns: str) -> dict[str, int]:
+        """Events in `ns` by who posted them and why, most first."""
+        items = client.CoreV1Api(self.api).list_namespaced_event(ns).items
+        counts: dict[str, int] = {}
+        for e in items:
+            who = e.reporting_component or (e.source.component if e.source else "") or "?"
+            key = f"{who} {e.type} {e.reason}"
+            counts[key] = counts.get(key, 0) + 1
+        return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
     def placements(self, ns: str) -> list[dict[str, Any]]:
         items: Any = self.custom.list_namespaced_custom_object(
             "wasmlet.dev", "v1alpha1", ns, "wasmplacements"
@@ -361,6 +371,7 @@ def bench_many(b: Bench, ref: str, count: int) -> dict[str, Any]:
         # Where the time goes: seconds from the apply until the last object reached each
         # milestone (API timestamps, 1 s resolution), and each component's CPU seconds.
         "milestones_s": phases,
+        "events": b.event_reasons(ns),
         # What kube-apiserver served meanwhile, most first (watch events are not requests).
         "apiserver_requests": dict(
             sorted(

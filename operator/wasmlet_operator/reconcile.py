@@ -22,7 +22,7 @@ from wasmlet.api.placements import rfc3339
 from wasmlet.api.revisions import revision_of, template_of
 from wasmlet.api.spec import SpecError, parse_spec
 from wasmlet_operator import builders
-from wasmlet_operator.conditions import Condition, merge_conditions
+from wasmlet_operator.conditions import Condition, merge_conditions, transition_events
 from wasmlet_operator.grant_writer import Grants
 from wasmlet_operator.kube import Kube
 from wasmlet_operator.ownership import conflict_message, with_name_conflict
@@ -30,7 +30,7 @@ from wasmlet_operator.placement import Placement, place, refused_by_quota
 from wasmlet_operator.placement_specs import plan_placements
 from wasmlet_operator.quota import Admission, QuotaDecision
 from wasmlet_operator.quota import status_patch as quota_status_patch
-from wasmlet_operator.rollout import NodeRollout, ProgressReason, nodes_to_switch
+from wasmlet_operator.rollout import NodeRollout, nodes_to_switch
 from wasmlet_operator.state import AppKey, ClusterState
 from wasmlet_operator.status import PlacementReport, Previous, aggregate, recheck_after
 
@@ -291,23 +291,5 @@ class Reconciler:
         old: Sequence[Mapping[str, Any]],
         new: Sequence[Mapping[str, Any]],
     ) -> None:
-        before = {c.get("type"): c for c in old}
-        for c in new:
-            prev = before.get(c["type"])
-            same = prev is not None and (prev.get("status"), prev.get("reason")) == (
-                c["status"],
-                c["reason"],
-            )
-            if same:
-                continue
-            if c["type"] == ConditionType.READY and c["status"] == "True":
-                self.event(app, "Normal", "Ready", c["message"])
-            elif c["type"] == ConditionType.DEGRADED and c["status"] == "True":
-                # Degraded carries the reason (a pull failure, a shortfall of nodes, ...).
-                self.event(app, "Warning", c["reason"], c["message"])
-            elif c["type"] == ConditionType.PROGRESSING and prev is not None:
-                # A rollout that stopped moving, or one that finished (not a new app's start).
-                if c["reason"] == ProgressReason.DEADLINE_EXCEEDED:
-                    self.event(app, "Warning", c["reason"], c["message"])
-                elif c["reason"] == ProgressReason.COMPLETE:
-                    self.event(app, "Normal", c["reason"], c["message"])
+        for type_, reason, message in transition_events(old, new):
+            self.event(app, type_, reason, message)
