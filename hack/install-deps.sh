@@ -41,6 +41,9 @@ if [ -x "$cargo_bin" ]; then
 else
   echo "install-deps: cargo not found; component guests will not build (install Rust via rustup)" >&2
 fi
+# wit-bindgen for the `wasmtime serve` baseline's guest (tests/bench/test_wasi_http.py): built
+# once here, outside any test's timeout; a no-op once it is in ~/.cache/wasmlet/cargo.
+(cd "$root" && "$venv/bin/python" -c "from bench.wasi_http import ensure_wit_bindgen; ensure_wit_bindgen()")
 
 "$here/build-kube.sh" node >/dev/null
 # The Prometheus Operator's CRDs (from its Go module), which the tests apply to validate

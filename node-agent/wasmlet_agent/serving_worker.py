@@ -182,7 +182,8 @@ class ServingWorker:
         a new revision's sink sends what the old one buffered first."""
         pending = bytearray()
         with self._stderr_lock:
-            self._send_stderr(key)
+            if key in self._stderr:
+                self._send_stderr(key, *self._stderr[key])
             self._stderr[key] = (revision, pending)
 
         def sink(data: bytes) -> None:
@@ -190,13 +191,12 @@ class ServingWorker:
                 pending.extend(data)
                 if len(pending) >= STDERR_CHUNK_BYTES:
                     # Sent under the lock: a tick's flush cannot overtake this batch.
-                    self._send_stderr(key)
+                    self._send_stderr(key, revision, pending)
 
         return sink
 
-    def _send_stderr(self, key: AppKey) -> None:
-        """Send `key`'s buffered stderr now (with _stderr_lock held)."""
-        revision, pending = self._stderr.get(key, ("", bytearray()))
+    def _send_stderr(self, key: AppKey, revision: str, pending: bytearray) -> None:
+        """Send and empty one buffer of `key`'s stderr (with _stderr_lock held)."""
         if pending:
             data = bytes(pending)
             pending.clear()
@@ -205,8 +205,8 @@ class ServingWorker:
 
     def _flush_stderr(self, forget: AppKey | None = None) -> None:
         with self._stderr_lock:
-            for key in list(self._stderr):
-                self._send_stderr(key)
+            for key, (revision, pending) in self._stderr.items():
+                self._send_stderr(key, revision, pending)
             if forget is not None:
                 self._stderr.pop(forget, None)
 

@@ -17,9 +17,8 @@ from wasmlet_operator.quota import AppDemand, QuotaDecision, decide, demand_from
 AppKey = tuple[str, str]  # (namespace, name)
 
 
-def _placement_memory(placement: Mapping[str, Any]) -> int:
-    """Memory the placement may take on its node (an HTTP app: maxConcurrency x memory)."""
-    spec = placement.get("spec") or {}
+def _placement_memory(spec: Mapping[str, Any]) -> int:
+    """Memory a placement with `spec` may take on its node (HTTP: maxConcurrency x memory)."""
     return footprint_of_template(spec.get("template") or {}).on_node(int(spec.get("replicas") or 0))
 
 
@@ -131,7 +130,7 @@ class ClusterState:
             self._memory[node] -= before[2]
         if spec is not None:
             instances = int(spec.get("replicas") or 0)
-            memory = _placement_memory({"spec": spec})
+            memory = _placement_memory(spec)
             self._adds[(key, node)] = (spec, instances, memory)
             self._instances[node] += instances
             self._memory[node] += memory
@@ -177,16 +176,11 @@ class ClusterState:
 
     def node_views(self, now: datetime, exclude: AppKey) -> list[Node]:
         """Placement's view of every node, with what other apps already take on it."""
-        instances, memory = self._instances, self._memory
-        own = self.placements.get(exclude, {})
         out = []
         for name, obj in sorted(self.nodes.items()):
-            mine = own.get(name)
-            used_i = instances.get(name, 0)
-            used_m = memory.get(name, 0)
-            if mine is not None:
-                used_i -= int((mine.get("spec") or {}).get("replicas") or 0)
-                used_m -= _placement_memory(mine)
+            _, own_i, own_m = self._adds.get((exclude, name), (None, 0, 0))
+            used_i = self._instances.get(name, 0) - own_i
+            used_m = self._memory.get(name, 0) - own_m
             out.append(node_from(obj, self.node_ready(name, now), used_i, used_m))
         return out
 
